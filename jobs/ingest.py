@@ -1,0 +1,249 @@
+"""Ingest images into the lake: ``python -m jobs.ingest --source DIR_OR_LIST_OR_PARQUET``.
+
+Executors read, hash and decode-check the files; the driver only lists folders. New content goes to ``images``
+(one row per distinct SHA-256), every uri to ``image_uris``. Re-running on the same source adds nothing: a uri
+already ingested with the same size and modification time is not read again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import partial
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakelens.cli import config_from_args, job_parser, run_job
+from lakelens.config import Config
+from lakelens.files import list_files, normalise_uri, path_kind, resolve, top_level_names
+from lakelens.ingest_rows import FILES_SCHEMA, READ_SCHEMA, check_bytes, read_files, stat_files
+from lakelens.lake import append, read_table
+from lakelens.schemas import IMAGE_URIS, IMAGES
+from lakelens.spark import build_session
+
+log = logging.getLogger("lakelens.ingest")
+
+SOURCE_FORMATS = ("auto", "folder", "list", "parquet")
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+BYTES_COLUMNS = ("bytes", "content", "image", "data")  # preferred names; else the first binary column
+URI_COLUMNS = ("uri", "path")
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    """What one ingest run did. ``read == good + errors``; ``new_images + duplicates == read``."""
+
+    listed: int
+    unchanged: int
+    read: int
+    good: int
+    errors: int
+    new_images: int
+    duplicates: int
+    new_uris: int
+    seconds: float
+
+    def summary(self) -> str:
+        rate = self.read / self.seconds if self.seconds else 0.0
+        return (
+            f"ingest: listed {self.listed}, unchanged {self.unchanged}, read {self.read} "
+            f"(good {self.good} + errors {self.errors}), new images {self.new_images}, "
+            f"duplicates {self.duplicates}, new uris {self.new_uris}, {self.seconds:.1f}s, {rate:.0f} images/s"
+        )
+
+
+def detect_format(source: str) -> str:
+    """folder, list or parquet, from what ``source`` is: a folder holding ``*.parquet`` or ``_SUCCESS`` at its top
+    level is a Parquet table; ``--format`` overrides this guess."""
+    kind = path_kind(source)
+    if kind == "missing":
+        raise FileNotFoundError(f"source not found: {source}")
+    if kind == "file":
+        if source.endswith(".parquet"):
+            return "parquet"
+        if source.lower().endswith(LIST_SUFFIXES):
+            return "list"
+        raise ValueError(f"cannot tell what {source} is: give a folder, a .txt list of paths, or a .parquet table")
+    names = top_level_names(source)
+    return "parquet" if any(n.endswith(".parquet") or n == "_SUCCESS" for n in names) else "folder"
+
+
+def extract_candidates(spark: SparkSession, cfg: Config, source: str, fmt: str) -> tuple[DataFrame, int]:
+    """The files a source names, as FILES_SCHEMA rows (uri, size, modified), and how many there are."""
+    if fmt == "folder":
+        files = list_files(source, cfg.ingest.patterns)
+        rows = [(f.uri, f.size, f.modified) for f in files]
+        return spark.createDataFrame(rows, FILES_SCHEMA), len(rows)
+    if fmt == "list":
+        uris = (
+            spark.read.text(normalise_uri(source))
+            .select(F.trim(F.col("value")).alias("uri"))
+            .filter((F.col("uri") != "") & ~F.col("uri").startswith("#"))
+        )
+        return _stat(uris, str(Path(resolve(source)[1]).parent), cfg)
+    paths = spark.read.parquet(normalise_uri(source))
+    column = _uri_column(paths)
+    if column is None:
+        raise ValueError(f"the Parquet source needs a binary column or a uri/path column; it has {paths.columns}")
+    uris = paths.select(F.col(column).cast("string").alias("uri")).filter(F.col("uri").isNotNull())
+    return _stat(uris, None, cfg)
+
+
+def _stat(uris: DataFrame, base_dir: str | None, cfg: Config) -> tuple[DataFrame, int]:
+    """Stat listed uris on the executors; duplicates (after making paths absolute) count once."""
+    parts = _partitions(uris.sparkSession, uris.count(), cfg)
+    stats = (
+        uris.repartition(parts)
+        .mapInPandas(partial(stat_files, base_dir=base_dir), FILES_SCHEMA)
+        .dropDuplicates(["uri"])
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    return stats, stats.count()
+
+
+def transform_unseen(candidates: DataFrame, known_uris: DataFrame) -> DataFrame:
+    """Candidates not yet ingested with the same size and modification time (null-safe, so a file that could
+    not be stat-ed is not read again on every run once it has its error row)."""
+    known = known_uris.select("uri", "size", "modified").distinct()
+    cond = [
+        candidates["uri"] == known["uri"],
+        candidates["size"].eqNullSafe(known["size"]),
+        candidates["modified"].eqNullSafe(known["modified"]),
+    ]
+    return candidates.join(known, on=cond, how="left_anti").select(*FILES_SCHEMA.fieldNames())
+
+
+def transform_read(files: DataFrame, partitions: int, max_bytes: int, max_pixels: int) -> DataFrame:
+    """Read, hash and decode-check every file on the executors: READ_SCHEMA, one row per input row."""
+    reader = partial(read_files, max_bytes=max_bytes, max_pixels=max_pixels)
+    return files.repartition(partitions).mapInPandas(reader, READ_SCHEMA)
+
+
+def transform_check_bytes(table: DataFrame, source: str, max_pixels: int) -> DataFrame:
+    """READ_SCHEMA rows for a table that already holds image bytes (and maybe a uri or path column)."""
+    binary = _binary_columns(table)
+    bytes_col = next((c for c in BYTES_COLUMNS if c in binary), binary[0])
+    uri_col = _uri_column(table)
+    uri: Column = F.col(uri_col).cast("string") if uri_col else F.lit(None).cast("string")
+    rows = table.select(uri.alias("uri"), F.col(bytes_col).alias("bytes"))
+    return rows.mapInPandas(partial(check_bytes, source=source, max_pixels=max_pixels), READ_SCHEMA)
+
+
+def transform_new_images(read: DataFrame, known_images: DataFrame, ingest_date: date) -> DataFrame:
+    """One ``images`` row per image_id not in the lake yet; its uri is the first by name among this run's."""
+    first = Window.partitionBy("image_id").orderBy("uri")
+    return (
+        read.withColumn("_rank", F.row_number().over(first))
+        .filter(F.col("_rank") == 1)
+        .join(known_images.select("image_id"), on="image_id", how="left_anti")
+        .withColumn("ingest_date", F.lit(ingest_date))
+        .select(*IMAGES.columns)
+    )
+
+
+def transform_new_uris(read: DataFrame, known_uris: DataFrame, ingest_date: date) -> DataFrame:
+    """``image_uris`` rows for this run's files that the lake does not record yet."""
+    keys = ["image_id", "uri", "size", "modified"]
+    known = known_uris.select(*keys).distinct()
+    cond = [read[k].eqNullSafe(known[k]) for k in keys]
+    return (
+        read.select(*keys)
+        .dropDuplicates(keys)
+        .join(known, on=cond, how="left_anti")
+        .withColumn("ingest_date", F.lit(ingest_date))
+        .select(*IMAGE_URIS.columns)
+    )
+
+
+def ingest(
+    spark: SparkSession, cfg: Config, source: str, fmt: str = "auto", ingest_date: date | None = None
+) -> IngestCounts:
+    """Ingest one source into the lake and return what was done (the job's whole body, without argv)."""
+    started = time.monotonic()
+    ingest_date = ingest_date or datetime.now(UTC).date()
+    if fmt == "auto":
+        fmt = detect_format(source)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.ingest.arrow_batch_rows))
+    known_uris = read_table(spark, cfg, IMAGE_URIS)
+    known_images = read_table(spark, cfg, IMAGES)
+    log.info("ingest: source %s (%s) into %s", source, fmt, cfg.lake.database)
+
+    table = spark.read.parquet(normalise_uri(source)) if fmt == "parquet" else None
+    if table is not None and _binary_columns(table):
+        listed = table.count()
+        read = transform_check_bytes(table, normalise_uri(source), cfg.ingest.max_pixels)
+        unchanged = 0
+    else:
+        candidates, listed = extract_candidates(spark, cfg, source, fmt)
+        unseen = transform_unseen(candidates, known_uris).persist(StorageLevel.MEMORY_AND_DISK)
+        to_read = unseen.count()
+        unchanged = listed - to_read
+        log.info("ingest: %d files listed, %d unchanged since the last ingest, %d to read", listed, unchanged, to_read)
+        read = transform_read(unseen, _partitions(spark, to_read, cfg), cfg.ingest.max_bytes, cfg.ingest.max_pixels)
+
+    read = read.persist(StorageLevel.MEMORY_AND_DISK)
+    totals = read.agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors")).first()
+    new_images = transform_new_images(read, known_images, ingest_date).persist(StorageLevel.MEMORY_AND_DISK)
+    new_uris = transform_new_uris(read, known_uris, ingest_date).persist(StorageLevel.MEMORY_AND_DISK)
+    n_images, n_uris = new_images.count(), new_uris.count()
+    # images first: a crash before image_uris is written only makes the next run read those files again.
+    append(new_images, cfg, IMAGES)
+    append(new_uris, cfg, IMAGE_URIS)
+    for df in (new_images, new_uris, read):
+        df.unpersist()
+    n_read, n_errors = int(totals["n"]), int(totals["errors"])
+    return IngestCounts(
+        listed=listed,
+        unchanged=unchanged,
+        read=n_read,
+        good=n_read - n_errors,
+        errors=n_errors,
+        new_images=n_images,
+        duplicates=n_read - n_images,
+        new_uris=n_uris,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _partitions(spark: SparkSession, n: int, cfg: Config) -> int:
+    """Enough read tasks to use every core at least twice, and no more files per task than configured."""
+    return max(2 * spark.sparkContext.defaultParallelism, math.ceil(n / cfg.ingest.files_per_partition), 1)
+
+
+def _binary_columns(df: DataFrame) -> list[str]:
+    return [f.name for f in df.schema.fields if f.dataType.typeName() == "binary"]
+
+
+def _uri_column(df: DataFrame) -> str | None:
+    return next((c for c in URI_COLUMNS if c in df.columns), None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("jobs.ingest", __doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="a folder, a text file of paths/URIs, or a Parquet table")
+    parser.add_argument("--format", default="auto", choices=SOURCE_FORMATS, help="what --source is (default: auto)")
+    parser.add_argument(
+        "--glob",
+        action="append",
+        help="file-name pattern for folders, repeatable (default: ingest.patterns, the common image extensions)",
+    )
+    parser.add_argument("--date", type=date.fromisoformat, help="ingest_date partition (default: today, UTC)")
+    args = parser.parse_args(argv)
+    if args.glob:
+        args.overrides.append(f"ingest.patterns={args.glob}")
+    cfg = config_from_args(args)
+    spark = build_session(cfg)
+    counts = ingest(spark, cfg, args.source, args.format, args.date)
+    print(counts.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    run_job(main)

@@ -1,0 +1,236 @@
+"""Configuration: YAML files and ``--set`` overrides loaded once into frozen, validated objects.
+
+``conf/base.yaml`` names every key with its default; later files and ``--set key=value`` override it. An unknown
+key, a missing key or a bad value raises :class:`ConfigError` naming the key and what is allowed.
+
+Example:
+    >>> cfg = load_config(overrides=["lake.database=analytics", "ingest.max_pixels=1000000"])
+    >>> cfg.lake.database, cfg.ingest.max_pixels
+    ('analytics', 1000000)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
+
+import yaml
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+BASE_CONFIG = CONF_DIR / "base.yaml"
+LOCAL_CONFIG = CONF_DIR / "local.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is wrong; the message names the key and what is allowed."""
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}"
+
+    return check
+
+
+def _identifier(value: Any) -> str | None:
+    return (
+        None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) else "must be a SQL identifier ([A-Za-z_][A-Za-z0-9_]*)"
+    )
+
+
+def _spark_keys(value: Any) -> str | None:
+    bad = [k for k in value if not k.startswith("spark.")]
+    return None if not bad else f"keys must start with 'spark.' (got {', '.join(bad)})"
+
+
+def _check(fn: Callable[[Any], str | None]) -> Any:
+    return field(metadata={"check": fn})
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """How the Spark session is built."""
+
+    master: str  # used only when spark-submit did not choose one
+    app_name: str
+    log_level: str = _check(_one_of("ERROR", "WARN", "INFO", "DEBUG"))
+    conf: Mapping[str, str] = _check(_spark_keys)  # passed to the session builder as-is
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Where the lake lives and how its catalog is kept."""
+
+    root: str  # a local path or a Hadoop URI (hdfs://, s3a://, ...)
+    database: str = _check(_identifier)
+    # derby: an embedded metastore under the lake root; external: the cluster's own (hive-site.xml).
+    metastore: str = _check(_one_of("derby", "external"))
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Image ingest: which files, and the limits that turn a file into an error row."""
+
+    patterns: tuple[str, ...]  # file-name globs, case-insensitive, matched on the base name
+    max_pixels: int = _check(_positive)  # width * height above this is a decompression bomb
+    max_bytes: int = _check(_positive)  # larger files are error rows, never read into memory
+    files_per_partition: int = _check(_positive)
+    arrow_batch_rows: int = _check(_positive)  # rows per Arrow batch in stages that carry image bytes
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole lakelens configuration."""
+
+    spark: SparkConfig
+    lake: LakeConfig
+    ingest: IngestConfig
+
+    def digest(self) -> str:
+        """Short stable hash of the effective configuration, recorded with what a run writes."""
+        blob = json.dumps(to_dict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def to_dict(obj: Any) -> Any:
+    """The configuration as plain dicts, lists and scalars."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def load_config(files: Iterable[str | Path] | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load ``base.yaml``, then ``files`` (``local.yaml`` when none are given), then ``key=value`` overrides.
+
+    Args:
+        files: YAML files applied in order after ``base.yaml``; later wins.
+        overrides: ``dotted.key=value`` strings; the value is parsed as YAML (``8``, ``true``, ``[a, b]``).
+
+    Returns:
+        The validated, frozen :class:`Config`.
+
+    Raises:
+        ConfigError: a file is unreadable, or a key is unknown, missing or has a bad value.
+    """
+    files = [LOCAL_CONFIG] if files is None else list(files)
+    merged: dict[str, Any] = {}
+    for path in [BASE_CONFIG, *files]:
+        _merge(merged, _read_yaml(Path(path)), Config, prefix="", source=str(path))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        _merge(merged, _nest(key.strip(), yaml.safe_load(raw)), Config, prefix="", source="--set")
+    return _build(Config, merged, prefix="")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    """``a.b.c=v`` as ``{"a": {"b": {"c": v}}}``; a map-typed field takes the rest of the key whole."""
+    parts = dotted.split(".")
+    node: Any = Config
+    out: dict[str, Any] = {}
+    cur = out
+    for i, part in enumerate(parts):
+        hints = get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        last = i == len(parts) - 1
+        if part in hints and get_origin(hints[part]) in (Mapping, dict) and not last:
+            cur[part] = {".".join(parts[i + 1 :]): value}
+            return out
+        if last:
+            cur[part] = value
+        else:
+            cur = cur.setdefault(part, {})
+            node = hints.get(part)
+    return out
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any], cls: type, prefix: str, source: str) -> None:
+    hints = get_type_hints(cls)
+    for key, value in new.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            allowed = ", ".join(f"{prefix}{k}" for k in hints)
+            raise ConfigError(f"unknown config key '{name}' (from {source}); allowed here: {allowed}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key '{name}' (from {source}) must be a mapping of {hint.__name__} keys")
+            _merge(into.setdefault(key, {}), value, hint, f"{name}.", source)
+        elif get_origin(hint) in (Mapping, dict) and isinstance(value, Mapping):
+            into.setdefault(key, {}).update(value)
+        else:
+            into[key] = value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if f.name not in data:
+            raise ConfigError(f"config key '{name}' is missing (base.yaml should define it)")
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, data[f.name], f"{name}.")
+        else:
+            value = _coerce(data[f.name], hint, name)
+            problem = f.metadata.get("check", lambda _: None)(value)
+            if problem:
+                got = "" if isinstance(data[f.name], Mapping) else f" (got {data[f.name]!r})"
+                raise ConfigError(f"config key '{name}' {problem}{got}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{name}' must be a mapping (got {value!r})")
+        bad = [k for k, v in value.items() if isinstance(v, (dict, list))]
+        if bad:
+            raise ConfigError(f"config key '{name}.{bad[0]}' must be a scalar value")
+        # Spark wants strings; YAML's true must read as Spark's "true".
+        return types.MappingProxyType(
+            {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+        )
+    if origin is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"config key '{name}' must be a list of strings (got {value!r})")
+        return tuple(items)
+    expected = hint
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"config key '{name}' must be {expected.__name__} (got {value!r})")
+    return value

@@ -1,0 +1,90 @@
+"""Lake I/O: where the lake lives, and creating, reading and appending its tables by their declared schemas."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from lakelens.config import Config
+from lakelens.schemas import TableSpec
+
+
+class SchemaMismatchError(ValueError):
+    """A DataFrame or an existing table does not have the declared schema of a lake table."""
+
+
+def lake_uri(cfg: Config) -> str:
+    """The lake root as a URI: ``file:/abs/path`` for a local folder, else as configured (``s3a://...``)."""
+    root = cfg.lake.root.rstrip("/")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", root) and not root.startswith("file:"):
+        return root
+    return "file:" + str(Path(root.removeprefix("file:")).expanduser().resolve())
+
+
+def warehouse_uri(cfg: Config) -> str:
+    return f"{lake_uri(cfg)}/warehouse"
+
+
+def database_location(cfg: Config) -> str:
+    return f"{warehouse_uri(cfg)}/{cfg.lake.database}.db"
+
+
+def ensure_database(spark: SparkSession, cfg: Config) -> None:
+    """Create the lake database, located under the lake root, if it does not exist."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.lake.database} LOCATION '{database_location(cfg)}'")
+
+
+def qualified(cfg: Config, spec: TableSpec) -> str:
+    """``database.table`` for a lake table."""
+    return f"{cfg.lake.database}.{spec.name}"
+
+
+def ensure_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> None:
+    """Create the table with its declared schema if it is missing; fail loudly if it exists with another."""
+    name = qualified(cfg, spec)
+    ensure_database(spark, cfg)
+    if spark.catalog.tableExists(name):
+        _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
+        return
+    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
+    partitioned = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+    comment = spec.description.replace("'", "")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING parquet{partitioned} COMMENT '{comment}'")
+
+
+def read_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> DataFrame:
+    """The table as a DataFrame with exactly the declared columns (created empty if it does not exist yet)."""
+    ensure_table(spark, cfg, spec)
+    return spark.table(qualified(cfg, spec)).select(*spec.columns)
+
+
+def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """``df`` selected to the table's columns in order; raises if a column is missing or of another type."""
+    _check_same(spec, df.schema, "DataFrame", strict=False)
+    return df.select(*[F.col(c) for c in spec.columns])
+
+
+def append(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
+    """Append rows to a lake table (a Spark job commit: readers see all new files or none)."""
+    ensure_table(spark=df.sparkSession, cfg=cfg, spec=spec)
+    conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=False)
+
+
+def _check_same(spec: TableSpec, actual: StructType, what: str, strict: bool) -> None:
+    """Same column names and types (nullability aside); ``strict`` also refuses extra columns."""
+    want = {f.name: f.dataType for f in spec.schema.fields}
+    got = {f.name: f.dataType for f in actual.fields}
+    problems = [f"missing column {c}" for c in want if c not in got]
+    problems += [
+        f"column {c} is {got[c].simpleString()}, declared {t.simpleString()}"
+        for c, t in want.items()
+        if c in got and got[c] != t
+    ]
+    if strict:
+        problems += [f"unexpected column {c}" for c in got if c not in want]
+    if problems:
+        raise SchemaMismatchError(f"{what} does not match the schema of {spec.name}: {'; '.join(problems)}")

@@ -1,0 +1,83 @@
+"""The one Spark session builder: master, Hive catalog under the lake root, Python and loopback settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from lakelens.config import CONF_DIR, Config
+from lakelens.lake import ensure_database, lake_uri, warehouse_uri
+
+log = logging.getLogger(__name__)
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this Python process (it then owns the master and the JVM)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(cfg: Config) -> SparkSession:
+    """Build (or join) the SparkSession for ``cfg`` and make sure the lake's database exists.
+
+    The master comes from spark-submit when there is one, else from ``spark.master``. With the ``derby``
+    metastore, the catalog (embedded Derby) and the warehouse live under the lake root, so tables are found by
+    name by every later process that uses the same lake.
+    """
+    submitted = under_spark_submit()
+    master = None if submitted else cfg.spark.master
+    if master and master.startswith("local"):
+        # Spark binds and advertises this address; only loopback, never the machine's network interfaces.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    if master:
+        builder = builder.master(master)
+    for key, value in catalog_conf(cfg).items():
+        builder = builder.config(key, value)
+    for key, value in cfg.spark.conf.items():
+        builder = builder.config(key, value)
+    if not submitted:
+        builder = builder.config("spark.driver.extraJavaOptions", _driver_java_options(cfg))
+        if master and master.startswith("local"):
+            builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+
+    spark = builder.enableHiveSupport().getOrCreate()
+    spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    ensure_database(spark, cfg)
+    log.info("spark %s master=%s lake=%s", spark.version, spark.sparkContext.master, lake_uri(cfg))
+    return spark
+
+
+def catalog_conf(cfg: Config) -> dict[str, str]:
+    """Spark settings that keep the catalog (embedded Derby) and the warehouse under the lake root."""
+    conf = {"spark.sql.warehouse.dir": warehouse_uri(cfg), "spark.sql.catalogImplementation": "hive"}
+    if cfg.lake.metastore == "derby":
+        root = _local_root(cfg)
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true"
+        )
+    return conf
+
+
+def _local_root(cfg: Config) -> Path:
+    uri = lake_uri(cfg)
+    if not uri.startswith("file:"):
+        raise ValueError(
+            f"lake.metastore=derby needs a local lake root, got {uri}; use lake.metastore=external on a cluster"
+        )
+    root = Path(uri.removeprefix("file:"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _driver_java_options(cfg: Config) -> str:
+    user = cfg.spark.conf.get("spark.driver.extraJavaOptions", "")
+    options = [user, f"-Dlog4j2.configurationFile=file:{CONF_DIR / 'log4j2.properties'}"]
+    if cfg.lake.metastore == "derby":
+        options.append(f"-Dderby.system.home={_local_root(cfg)}")  # derby.log goes beside the metastore
+    return " ".join(o for o in options if o)

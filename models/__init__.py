@@ -1,0 +1,1 @@
+"""Torch modules, their training loops and the versioned model registry."""
