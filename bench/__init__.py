@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side comparisons whose figures and commands go into BENCHMARKS.md."""

@@ -1,0 +1,73 @@
+"""Ingest throughput: Spark ingest against a plain single-process Python loop over the same files.
+
+    python -m bench.ingest_vs_loop --n 10000 [--work /tmp/lakelens-bench] [--master local[2]]
+
+Both sides read, SHA-256 and decode-check every file with the same functions; Spark also writes the images
+and image_uris tables. Each side runs on the same files in one process, one after the other; the ratio is
+what to compare (this machine is noisy). Spark's time is the ``ingest`` call on a started session; the session
+start is reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from lakelens.config import load_config
+from lakelens.files import list_files, read_bytes
+from lakelens.ingest_rows import record
+from lakelens.scenes import generate_scenes
+
+
+def plain_loop(folder: Path, patterns: tuple[str, ...], max_bytes: int, max_pixels: int) -> tuple[int, int, float]:
+    """Read, hash and decode-check every file in one Python loop: (files, errors, seconds)."""
+    start = time.perf_counter()
+    files = list_files(str(folder), patterns)
+    errors = 0
+    for f in files:
+        data, error = read_bytes(f.uri, max_bytes)
+        errors += record(f.uri, data, error, max_pixels)["error"] is not None
+    return len(files), errors, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default="/tmp/lakelens-bench")
+    parser.add_argument("--master", default="local[2]")
+    args = parser.parse_args()
+
+    work = Path(args.work)
+    scenes = work / f"scenes-n{args.n}-seed{args.seed}"
+    made = generate_scenes(scenes, n=args.n, seed=args.seed)
+    print(f"scenes: {made['n_images']} files in {scenes} ({'reused' if made.get('skipped') else 'made'})")
+    lake = work / "lake"
+    shutil.rmtree(lake, ignore_errors=True)
+    cfg = load_config(overrides=[f"lake.root={lake}", f"spark.master={args.master}"])
+    folder = scenes / "images"
+
+    n, errors, loop_s = plain_loop(folder, cfg.ingest.patterns, cfg.ingest.max_bytes, cfg.ingest.max_pixels)
+    print(f"loop:  {n} files, {errors} errors, {loop_s:.1f}s, {n / loop_s:.0f} images/s (1 process)")
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from jobs.ingest import ingest
+    from lakelens.spark import build_session
+
+    start = time.perf_counter()
+    spark = build_session(cfg)
+    session_s = time.perf_counter() - start
+    counts = ingest(spark, cfg, str(folder))
+    spark_s = counts.seconds
+    print(f"spark: {counts.summary()}")
+    print(f"spark: session start {session_s:.1f}s (not counted); master {spark.sparkContext.master}")
+    print(f"ratio spark/loop throughput: {(counts.read / spark_s) / (n / loop_s):.2f}")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

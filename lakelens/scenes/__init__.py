@@ -1,0 +1,10 @@
+"""Synthetic scenes: deterministic images of coloured shapes with full ground truth.
+
+The generated set is the project's embedded default data: labels, boxes, masks, captions and planted
+near-duplicate / similar groups train and score every model and the near-duplicate search.
+"""
+
+from lakelens.scenes.generate import generate_scenes
+from lakelens.scenes.shapes import COLOURS, SHAPES, SIZES
+
+__all__ = ["COLOURS", "SHAPES", "SIZES", "generate_scenes"]

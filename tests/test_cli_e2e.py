@@ -1,0 +1,60 @@
+"""The job commands as a user runs them: separate processes sharing one lake through its catalog."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from images import encode, odd_files, rgb, write_files
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def table_rows(shown: str) -> list[list[str]]:
+    """The rows of a ``DataFrame.show()`` table as lists of cells, header first."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in shown.splitlines() if line.startswith("|")]
+
+
+def test_bad_config_fails_fast_naming_the_key(tmp_path: Path) -> None:
+    result = run(sys.executable, "-m", "jobs.ingest", "--source", str(tmp_path), "--set", "ingest.max_pixel=5")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: bad configuration: unknown config key 'ingest.max_pixel'")
+    )
+
+
+def test_missing_source_exits_1_with_one_line_reason(tmp_path: Path) -> None:
+    result = run(
+        sys.executable, "-m", "jobs.ingest", "--source", str(tmp_path / "nope"), "--lake", str(tmp_path / "lake")
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: FileNotFoundError: source not found: {tmp_path / 'nope'}"
+
+
+@pytest.mark.slow
+def test_ingest_then_sql_from_another_process(tmp_path: Path) -> None:
+    write_files(tmp_path / "src", {**odd_files(), "more/extra.png": encode(rgb(seed=9), "PNG")})
+    lake = tmp_path / "lake"
+    ingested = run(sys.executable, "-m", "jobs.ingest", "--source", str(tmp_path / "src"), "--lake", str(lake))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "read 15 (good 10 + errors 5), new images 15" in ingested.stdout
+
+    tables = run("./build.sh", "sql", "SHOW TABLES IN lake", "--lake", str(lake))
+    assert tables.returncode == 0, tables.stderr
+    assert {"images", "image_uris"} <= {
+        line.split("|")[2].strip() for line in tables.stdout.splitlines() if "lake" in line
+    }
+
+    errors = run("./build.sh", "sql", "SELECT count(*) AS bad FROM images WHERE error IS NOT NULL", "--lake", str(lake))
+    assert errors.returncode == 0, errors.stderr
+    assert table_rows(errors.stdout) == [["bad"], ["5"]]
