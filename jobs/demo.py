@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nlake:         {root}\n"
         f"tables:       {db}.images, {db}.image_uris (Parquet under {root}/warehouse/{db}.db)\n"
         f"scenes:       {scenes}/images, ground truth {scenes}/ground_truth.parquet\n"
-        f"query it:     ./build.sh sql \"SELECT format, count(*) AS n FROM images GROUP BY format\"{lake_arg}"
+        f'query it:     ./build.sh sql "SELECT format, count(*) AS n FROM images GROUP BY format"{lake_arg}'
     )
     return 0
 

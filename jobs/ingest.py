@@ -16,17 +16,18 @@ from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from lakelens.cli import config_from_args, job_parser, run_job
-from lakelens.config import Config
+from lakelens.config import Config, IngestConfig
 from lakelens.files import list_files, normalise_uri, path_kind, resolve, top_level_names
 from lakelens.ingest_rows import FILES_SCHEMA, READ_SCHEMA, check_bytes, read_files, stat_files
-from lakelens.lake import append, read_table
+from lakelens.lake import append, has_rows, read_table
 from lakelens.schemas import IMAGE_URIS, IMAGES
-from lakelens.spark import build_session
+from lakelens.spark import build_session, session_conf
 
 log = logging.getLogger("lakelens.ingest")
 
@@ -79,8 +80,11 @@ def extract_candidates(spark: SparkSession, cfg: Config, source: str, fmt: str) 
     """The files a source names, as FILES_SCHEMA rows (uri, size, modified), and how many there are."""
     if fmt == "folder":
         files = list_files(source, cfg.ingest.patterns)
-        rows = [(f.uri, f.size, f.modified) for f in files]
-        return spark.createDataFrame(rows, FILES_SCHEMA), len(rows)
+        listing = pd.DataFrame(
+            {"uri": [f.uri for f in files], "size": [f.size for f in files], "modified": [f.modified for f in files]}
+        ).astype({"size": "int64", "modified": "datetime64[us, UTC]"})
+        # From pandas, Spark takes the listing as Arrow in the JVM, with no Python worker round trip.
+        return spark.createDataFrame(listing, FILES_SCHEMA), len(files)
     if fmt == "list":
         uris = (
             spark.read.text(normalise_uri(source))
@@ -120,46 +124,63 @@ def transform_unseen(candidates: DataFrame, known_uris: DataFrame) -> DataFrame:
     return candidates.join(known, on=cond, how="left_anti").select(*FILES_SCHEMA.fieldNames())
 
 
-def transform_read(files: DataFrame, partitions: int, max_bytes: int, max_pixels: int) -> DataFrame:
+def transform_read(files: DataFrame, partitions: int, ingest_cfg: IngestConfig) -> DataFrame:
     """Read, hash and decode-check every file on the executors: READ_SCHEMA, one row per input row."""
-    reader = partial(read_files, max_bytes=max_bytes, max_pixels=max_pixels)
+    reader = partial(
+        read_files,
+        max_bytes=ingest_cfg.max_bytes,
+        max_pixels=ingest_cfg.max_pixels,
+        batch_bytes=ingest_cfg.batch_bytes,
+        threads=ingest_cfg.read_threads,
+    )
     return files.repartition(partitions).mapInPandas(reader, READ_SCHEMA)
 
 
-def transform_check_bytes(table: DataFrame, source: str, max_pixels: int) -> DataFrame:
+def transform_check_bytes(table: DataFrame, source: str, ingest_cfg: IngestConfig) -> DataFrame:
     """READ_SCHEMA rows for a table that already holds image bytes (and maybe a uri or path column)."""
     binary = _binary_columns(table)
     bytes_col = next((c for c in BYTES_COLUMNS if c in binary), binary[0])
     uri_col = _uri_column(table)
     uri: Column = F.col(uri_col).cast("string") if uri_col else F.lit(None).cast("string")
     rows = table.select(uri.alias("uri"), F.col(bytes_col).alias("bytes"))
-    return rows.mapInPandas(partial(check_bytes, source=source, max_pixels=max_pixels), READ_SCHEMA)
+    checker = partial(
+        check_bytes,
+        source=source,
+        max_pixels=ingest_cfg.max_pixels,
+        batch_bytes=ingest_cfg.batch_bytes,
+        threads=ingest_cfg.read_threads,
+    )
+    # A table may repeat a row; each (image_id, uri) counts once, as a folder's files do.
+    return rows.mapInPandas(checker, READ_SCHEMA).dropDuplicates(["image_id", "uri"])
 
 
-def transform_new_images(read: DataFrame, known_images: DataFrame, ingest_date: date) -> DataFrame:
-    """One ``images`` row per image_id not in the lake yet; its uri is the first by name among this run's."""
-    first = Window.partitionBy("image_id").orderBy("uri")
+def transform_new_images(
+    read: DataFrame, known_images: DataFrame | None, ingest_date: date, broadcast_ids: bool
+) -> DataFrame:
+    """One ``images`` row per image_id not in the lake yet (``known_images`` None: the lake has none); its uri
+    is the first by name among this run's. ``read`` must hold each (image_id, uri) once.
+
+    The choice is made on (image_id, uri) alone and joined back; with ``broadcast_ids`` that join is a broadcast,
+    so the image bytes are neither shuffled nor sorted.
+    """
+    firsts = read.groupBy("image_id").agg(F.min("uri").alias("uri"))
+    if known_images is not None:
+        firsts = firsts.join(known_images.select("image_id"), on="image_id", how="left_anti")
     return (
-        read.withColumn("_rank", F.row_number().over(first))
-        .filter(F.col("_rank") == 1)
-        .join(known_images.select("image_id"), on="image_id", how="left_anti")
+        read.join(F.broadcast(firsts) if broadcast_ids else firsts, on=["image_id", "uri"], how="left_semi")
         .withColumn("ingest_date", F.lit(ingest_date))
         .select(*IMAGES.columns)
     )
 
 
-def transform_new_uris(read: DataFrame, known_uris: DataFrame, ingest_date: date) -> DataFrame:
-    """``image_uris`` rows for this run's files that the lake does not record yet."""
+def transform_new_uris(read: DataFrame, known_uris: DataFrame | None, ingest_date: date) -> DataFrame:
+    """``image_uris`` rows for this run's files that the lake does not record yet (``known_uris`` None: none)."""
     keys = ["image_id", "uri", "size", "modified"]
-    known = known_uris.select(*keys).distinct()
-    cond = [read[k].eqNullSafe(known[k]) for k in keys]
-    return (
-        read.select(*keys)
-        .dropDuplicates(keys)
-        .join(known, on=cond, how="left_anti")
-        .withColumn("ingest_date", F.lit(ingest_date))
-        .select(*IMAGE_URIS.columns)
-    )
+    rows = read.select(*keys)
+    if known_uris is not None:
+        known = known_uris.select(*keys).distinct()
+        rows = rows.join(known, on=[rows[k].eqNullSafe(known[k]) for k in keys], how="left_anti")
+    return rows.withColumn("ingest_date", F.lit(ingest_date)).select(*IMAGE_URIS.columns)
 
 
 def ingest(
@@ -170,35 +191,45 @@ def ingest(
     ingest_date = ingest_date or datetime.now(UTC).date()
     if fmt == "auto":
         fmt = detect_format(source)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.ingest.arrow_batch_rows))
-    known_uris = read_table(spark, cfg, IMAGE_URIS)
-    known_images = read_table(spark, cfg, IMAGES)
     log.info("ingest: source %s (%s) into %s", source, fmt, cfg.lake.database)
+    # None stands for an empty table: the first ingest skips joins against nothing.
+    known_uris = read_table(spark, cfg, IMAGE_URIS) if has_rows(spark, cfg, IMAGE_URIS) else None
+    known_images = read_table(spark, cfg, IMAGES) if has_rows(spark, cfg, IMAGES) else None
+    ingest_cfg = cfg.ingest
 
     table = spark.read.parquet(normalise_uri(source)) if fmt == "parquet" else None
-    if table is not None and _binary_columns(table):
-        listed = table.count()
-        read = transform_check_bytes(table, normalise_uri(source), cfg.ingest.max_pixels)
-        unchanged = 0
-    else:
-        candidates, listed = extract_candidates(spark, cfg, source, fmt)
-        unseen = transform_unseen(candidates, known_uris).persist(StorageLevel.MEMORY_AND_DISK)
-        to_read = unseen.count()
-        unchanged = listed - to_read
-        log.info("ingest: %d files listed, %d unchanged since the last ingest, %d to read", listed, unchanged, to_read)
-        read = transform_read(unseen, _partitions(spark, to_read, cfg), cfg.ingest.max_bytes, cfg.ingest.max_pixels)
+    with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(ingest_cfg.arrow_batch_rows)):
+        if table is not None and _binary_columns(table):
+            listed = table.count()
+            read = transform_check_bytes(table, normalise_uri(source), ingest_cfg)
+            unchanged = 0
+        else:
+            candidates, listed = extract_candidates(spark, cfg, source, fmt)
+            unseen, to_read = candidates, listed
+            if known_uris is not None:
+                unseen = transform_unseen(candidates, known_uris).persist(StorageLevel.MEMORY_AND_DISK)
+                to_read = unseen.count()
+            unchanged = listed - to_read
+            log.info(
+                "ingest: %d files listed, %d unchanged since the last ingest, %d to read", listed, unchanged, to_read
+            )
+            parts = _partitions(spark, to_read, cfg)
+            read = transform_read(unseen, parts, ingest_cfg)
 
-    read = read.persist(StorageLevel.MEMORY_AND_DISK)
-    totals = read.agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors")).first()
-    new_images = transform_new_images(read, known_images, ingest_date).persist(StorageLevel.MEMORY_AND_DISK)
-    new_uris = transform_new_uris(read, known_uris, ingest_date).persist(StorageLevel.MEMORY_AND_DISK)
-    n_images, n_uris = new_images.count(), new_uris.count()
-    # images first: a crash before image_uris is written only makes the next run read those files again.
-    append(new_images, cfg, IMAGES)
-    append(new_uris, cfg, IMAGE_URIS)
-    for df in (new_images, new_uris, read):
-        df.unpersist()
-    n_read, n_errors = int(totals["n"]), int(totals["errors"])
+        # Files are read once, into the cache, by this count; both writes then take rows from the cache.
+        read = read.persist(StorageLevel.MEMORY_AND_DISK)
+        totals = read.agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors")).first()
+        images_seen, uris_seen = Observation("images"), Observation("uris")
+        n_read, n_errors = int(totals["n"]), int(totals["errors"])
+        broadcast_ids = n_read <= ingest_cfg.broadcast_rows
+        new_images = transform_new_images(read, known_images, ingest_date, broadcast_ids)
+        # images first: a crash before image_uris is written only makes the next run read those files again.
+        append(new_images.observe(images_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGES)
+        new_uris = transform_new_uris(read, known_uris, ingest_date)
+        append(new_uris.observe(uris_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGE_URIS)
+        read.unpersist()
+
+    n_images = images_seen.get["n"]
     return IngestCounts(
         listed=listed,
         unchanged=unchanged,
@@ -207,14 +238,19 @@ def ingest(
         errors=n_errors,
         new_images=n_images,
         duplicates=n_read - n_images,
-        new_uris=n_uris,
+        new_uris=uris_seen.get["n"],
         seconds=time.monotonic() - started,
     )
 
 
 def _partitions(spark: SparkSession, n: int, cfg: Config) -> int:
-    """Enough read tasks to use every core at least twice, and no more files per task than configured."""
-    return max(2 * spark.sparkContext.defaultParallelism, math.ceil(n / cfg.ingest.files_per_partition), 1)
+    """Read tasks of about ``files_per_partition`` files, as a multiple of the cores so none idles at the end.
+
+    Few large tasks: each task costs a Python worker round trip, which for small images outweighs the work.
+    """
+    cores = spark.sparkContext.defaultParallelism
+    tasks = max(cores, math.ceil(n / cfg.ingest.files_per_partition))
+    return math.ceil(tasks / cores) * cores
 
 
 def _binary_columns(df: DataFrame) -> list[str]:

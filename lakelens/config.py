@@ -85,8 +85,11 @@ class IngestConfig:
     patterns: tuple[str, ...]  # file-name globs, case-insensitive, matched on the base name
     max_pixels: int = _check(_positive)  # width * height above this is a decompression bomb
     max_bytes: int = _check(_positive)  # larger files are error rows, never read into memory
-    files_per_partition: int = _check(_positive)
-    arrow_batch_rows: int = _check(_positive)  # rows per Arrow batch in stages that carry image bytes
+    read_threads: int = _check(_positive)  # threads per read task: overlap I/O waits (remote stores) and decode
+    files_per_partition: int = _check(_positive)  # read tasks: one per this many files, a multiple of the cores
+    batch_bytes: int = _check(_positive)  # image bytes per Arrow batch that Python sends back to Spark
+    arrow_batch_rows: int = _check(_positive)  # rows per Arrow batch into Python where rows already carry bytes
+    broadcast_rows: int = _check(_positive)  # up to this many files a run, dedup ids are broadcast, not shuffled
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ its batch: whatever goes wrong with one file becomes that row's ``error``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,6 @@ READ_SCHEMA = StructType(
     ]
 )
 
-# Threads overlap file I/O (remote stores are latency-bound); Pillow releases the GIL while decoding.
-READ_THREADS = 4
-
 
 def image_id_of(data: bytes | None, uri: str) -> str:
     """SHA-256 of the bytes; of ``missing:<uri>`` when nothing could be read, so the row still has a stable id."""
@@ -60,7 +58,7 @@ def image_id_of(data: bytes | None, uri: str) -> str:
 
 
 def record(uri: str, data: bytes | None, read_error: str | None, max_pixels: int) -> dict[str, Any]:
-    """One READ_SCHEMA row (less size and modified) for a file's bytes, or for the reason it has none."""
+    """One READ_SCHEMA row (size and modified left to the caller) for a file's bytes, or why it has none."""
     info = probe(data, max_pixels) if data is not None else None
     return {
         "uri": uri,
@@ -87,41 +85,68 @@ def stat_files(batches: Iterator[pd.DataFrame], base_dir: str | None) -> Iterato
         ).astype({"size": "Int64", "modified": "datetime64[us, UTC]"})
 
 
-def read_files(batches: Iterator[pd.DataFrame], max_bytes: int, max_pixels: int) -> Iterator[pd.DataFrame]:
-    """FILES_SCHEMA -> READ_SCHEMA: read each file whole, hash it, probe and decode-check it."""
+def read_files(
+    batches: Iterator[pd.DataFrame], max_bytes: int, max_pixels: int, batch_bytes: int, threads: int
+) -> Iterator[pd.DataFrame]:
+    """FILES_SCHEMA -> READ_SCHEMA: read each file whole, hash it, probe and decode-check it.
 
-    def one(uri: str) -> dict[str, Any]:
+    Output batches hold about ``batch_bytes`` of image bytes whatever the input batch size, since the input
+    rows are tiny (a uri) and each output row carries a whole file.
+    """
+
+    def one(item: tuple[str, Any, Any]) -> dict[str, Any]:
+        uri, size, modified = item
         data, error = read_bytes(uri, max_bytes)
-        return record(uri, data, error, max_pixels)
+        return {**record(uri, data, error, max_pixels), "size": size, "modified": modified}
 
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        for batch in batches:
-            rows = list(pool.map(one, batch["uri"]))
-            yield _frame(batch[["uri", "size", "modified"]], rows)
+    with ThreadPoolExecutor(threads) as pool:
+        items = (row for b in batches for row in zip(b["uri"], b["size"], b["modified"], strict=True))
+        yield from _batched_by_bytes(_ordered_map(pool, one, items, threads), batch_bytes)
 
 
-def check_bytes(batches: Iterator[pd.DataFrame], source: str, max_pixels: int) -> Iterator[pd.DataFrame]:
+def check_bytes(
+    batches: Iterator[pd.DataFrame], source: str, max_pixels: int, batch_bytes: int, threads: int
+) -> Iterator[pd.DataFrame]:
     """(uri or null, bytes) -> READ_SCHEMA for tables that already hold the bytes; a null uri is named
     ``<source>#sha256=<image_id>`` so that it is stable across runs."""
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        for batch in batches:
 
-            def one(item: tuple[Any, Any]) -> dict[str, Any]:
-                uri, data = item
-                data = None if data is None else bytes(data)
-                row = record(uri or "", data, None if data is not None else "no bytes in the source row", max_pixels)
-                row["uri"] = uri or f"{source}#sha256={row['image_id']}"
-                return row
+    def one(item: tuple[Any, Any]) -> dict[str, Any]:
+        uri, data = item
+        data = None if data is None else bytes(data)
+        row = record(uri or "", data, None if data is not None else "no bytes in the source row", max_pixels)
+        return {**row, "uri": uri or f"{source}#sha256={row['image_id']}", "size": None, "modified": None}
 
-            rows = list(pool.map(one, zip(batch["uri"], batch["bytes"], strict=True)))
-            files = pd.DataFrame({"uri": [r["uri"] for r in rows], "size": None, "modified": None})
-            yield _frame(files, rows)
+    with ThreadPoolExecutor(threads) as pool:
+        items = (row for b in batches for row in zip(b["uri"], b["bytes"], strict=True))
+        yield from _batched_by_bytes(_ordered_map(pool, one, items, threads), batch_bytes)
 
 
-def _frame(files: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    out = pd.DataFrame(rows, columns=[f.name for f in READ_SCHEMA.fields if f.name not in ("size", "modified")])
-    out.insert(1, "size", files["size"].to_numpy())
-    out.insert(2, "modified", pd.to_datetime(files["modified"], utc=True).to_numpy())
+def _ordered_map(
+    pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any], threads: int
+) -> Iterator[Any]:
+    """``pool.map`` with at most a few items per thread in flight, so memory stays bounded by file size."""
+    window = 4 * threads
+    iterator = iter(items)
+    while chunk := list(islice(iterator, window)):
+        yield from pool.map(fn, chunk)
+
+
+def _batched_by_bytes(rows: Iterator[dict[str, Any]], batch_bytes: int) -> Iterator[pd.DataFrame]:
+    pending: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        pending.append(row)
+        size += row["num_bytes"] or 0
+        if size >= batch_bytes:
+            yield _frame(pending)
+            pending, size = [], 0
+    if pending:
+        yield _frame(pending)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=READ_SCHEMA.fieldNames())
+    out["modified"] = pd.to_datetime(out["modified"], utc=True)
     # Nullable integer columns: a None among ints must stay null, not become NaN floats.
     ints = ["size", "num_bytes", "width", "height", "frames", "exif_orientation"]
     return out.astype({c: "Int64" for c in ints})

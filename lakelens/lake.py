@@ -12,6 +12,8 @@ from pyspark.sql.types import StructType
 from lakelens.config import Config
 from lakelens.schemas import TableSpec
 
+_ENSURED: set[tuple[str, str, str]] = set()
+
 
 class SchemaMismatchError(ValueError):
     """A DataFrame or an existing table does not have the declared schema of a lake table."""
@@ -44,22 +46,39 @@ def qualified(cfg: Config, spec: TableSpec) -> str:
 
 
 def ensure_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> None:
-    """Create the table with its declared schema if it is missing; fail loudly if it exists with another."""
+    """Create the table with its declared schema if it is missing; fail loudly if it exists with another.
+
+    Checked once per Spark application and table: catalog round trips to the metastore are slow.
+    """
     name = qualified(cfg, spec)
+    key = (spark.sparkContext.applicationId, lake_uri(cfg), name)
+    if key in _ENSURED:
+        return
     ensure_database(spark, cfg)
     if spark.catalog.tableExists(name):
         _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
+        _ENSURED.add(key)
         return
     columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
     partitioned = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
     comment = spec.description.replace("'", "")
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING parquet{partitioned} COMMENT '{comment}'")
+    _ENSURED.add(key)
 
 
 def read_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> DataFrame:
     """The table as a DataFrame with exactly the declared columns (created empty if it does not exist yet)."""
     ensure_table(spark, cfg, spec)
     return spark.table(qualified(cfg, spec)).select(*spec.columns)
+
+
+def has_rows(spark: SparkSession, cfg: Config, spec: TableSpec) -> bool:
+    """Whether a lake table holds any row. Partitioned tables answer from the catalog, without a Spark job
+    (lakelens never writes an empty partition)."""
+    ensure_table(spark, cfg, spec)
+    if spec.partition_by:
+        return bool(spark.sql(f"SHOW PARTITIONS {qualified(cfg, spec)}").take(1))
+    return not spark.table(qualified(cfg, spec)).isEmpty()
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -51,6 +53,20 @@ def build_session(cfg: Config) -> SparkSession:
     ensure_database(spark, cfg)
     log.info("spark %s master=%s lake=%s", spark.version, spark.sparkContext.master, lake_uri(cfg))
     return spark
+
+
+@contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """Set a runtime SQL setting for one block, then put back what was there."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def catalog_conf(cfg: Config) -> dict[str, str]:

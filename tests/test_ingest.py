@@ -110,7 +110,8 @@ def test_file_that_disappears_after_listing_is_an_error_row(spark, cfg, tmp_path
     paths = write_files(tmp_path / "src", {"stays.png": encode(rgb(seed=1), "PNG"), "goes.png": encode(rgb(), "PNG")})
     candidates, listed = extract_candidates(spark, cfg, str(tmp_path / "src"), "folder")
     paths[1].unlink()
-    rows = transform_read(candidates, 2, max_bytes=1 << 20, max_pixels=1 << 20).select("uri", "error").collect()
+    read = transform_read(candidates, 2, cfg.ingest)
+    rows = read.select("uri", "error").collect()
     got = {Path(r["uri"]).name: r["error"] for r in rows}
     assert listed == 2 and got["stays.png"] is None
     assert got["goes.png"].startswith("file not found")

@@ -12,9 +12,7 @@ from PIL import Image
 BACKGROUND_FAMILIES: tuple[str, ...] = ("noise", "stripes", "checker", "gradient", "blotches")
 
 # Hue directions for tints; a muted colour is grey plus a small step towards one of them.
-_HUES = np.array(
-    [[1, 0, 0], [1, 0.5, 0], [1, 1, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1], [1, 0, 1]], dtype=np.float32
-)
+_HUES = np.array([[1, 0, 0], [1, 0.5, 0], [1, 1, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1], [1, 0, 1]], dtype=np.float32)
 
 
 def muted_colour(rng: np.random.Generator) -> np.ndarray:

@@ -47,22 +47,24 @@ _FILE_RE = re.compile(r"^s\d+\.(jpg|png)$")
 _MAX_PER_GROUP = 3
 
 _BOX = pa.struct([("x0", pa.int32()), ("y0", pa.int32()), ("w", pa.int32()), ("h", pa.int32())])
-GROUND_TRUTH_SCHEMA = pa.schema([
-    ("file", pa.string()),
-    ("image_id", pa.string()),
-    ("scene_id", pa.int64()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("labels", pa.list_(pa.string())),
-    ("colours", pa.list_(pa.string())),
-    ("sizes", pa.list_(pa.string())),
-    ("boxes", pa.list_(_BOX)),
-    ("mask", pa.binary()),
-    ("caption", pa.string()),
-    ("dup_group", pa.int64()),
-    ("transform", pa.string()),
-    ("similar_group", pa.int64()),
-])
+GROUND_TRUTH_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),
+        ("image_id", pa.string()),
+        ("scene_id", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("labels", pa.list_(pa.string())),
+        ("colours", pa.list_(pa.string())),
+        ("sizes", pa.list_(pa.string())),
+        ("boxes", pa.list_(_BOX)),
+        ("mask", pa.binary()),
+        ("caption", pa.string()),
+        ("dup_group", pa.int64()),
+        ("transform", pa.string()),
+        ("similar_group", pa.int64()),
+    ]
+)
 
 
 class _Item(NamedTuple):
@@ -80,8 +82,7 @@ class _Item(NamedTuple):
     similar_group: int | None
 
 
-def _plan(n: int, seed: int, png_fraction: float, dup_fraction: float,
-          similar_fraction: float) -> list[_Item]:
+def _plan(n: int, seed: int, png_fraction: float, dup_fraction: float, similar_fraction: float) -> list[_Item]:
     """Assigns a role to every item index 0..n-1; a pure function of the arguments."""
     rng = np.random.default_rng(seed)
     n_dup = int(round(dup_fraction * n))
@@ -155,8 +156,16 @@ def _file_name(item: _Item) -> str:
     return f"{_IMAGES}/s{item.index:06d}.{'png' if item.png else 'jpg'}"
 
 
-def _row(item: _Item, name: str, data: bytes, class_mask: np.ndarray, instance: np.ndarray,
-         objects: list[SceneObject], centres: np.ndarray, transform: str) -> dict[str, Any]:
+def _row(
+    item: _Item,
+    name: str,
+    data: bytes,
+    class_mask: np.ndarray,
+    instance: np.ndarray,
+    objects: list[SceneObject],
+    centres: np.ndarray,
+    transform: str,
+) -> dict[str, Any]:
     """Ground-truth row; objects with no visible pixel (only possible in copies) are left out."""
     boxes = visible_boxes(instance, len(objects))
     keep = [i for i, b in enumerate(boxes) if b is not None]
@@ -173,8 +182,12 @@ def _row(item: _Item, name: str, data: bytes, class_mask: np.ndarray, instance: 
         "sizes": [objects[i].size for i in keep],
         "boxes": [dict(zip(("x0", "y0", "w", "h"), boxes[i], strict=True)) for i in keep],
         "mask": mask_buf.getvalue(),
-        "caption": make_caption([(objects[i].shape, objects[i].colour, objects[i].size,
-                                  float(centres[i, 0]), float(centres[i, 1])) for i in keep]),
+        "caption": make_caption(
+            [
+                (objects[i].shape, objects[i].colour, objects[i].size, float(centres[i, 0]), float(centres[i, 1]))
+                for i in keep
+            ]
+        ),
         "dup_group": item.dup_group,
         "transform": transform,
         "similar_group": item.similar_group,
@@ -193,8 +206,9 @@ def _make_item(item: _Item, seed: int, size: int, out_dir: Path) -> dict[str, An
         # Transform what the base file actually contains (decoded JPEG), like a real re-upload would.
         pixels = base.image if item.base_png else _decode(_encode(base.image, False))
         assert item.transform is not None
-        t = apply_transform(item.transform, _stream(seed, item.index), pixels, base.class_mask, base.instance,
-                            _centres(base))
+        t = apply_transform(
+            item.transform, _stream(seed, item.index), pixels, base.class_mask, base.instance, _centres(base)
+        )
         data = t.encoded if t.encoded is not None else _encode(t.image, item.png)
         row = _row(item, name, data, t.class_mask, t.instance, base.objects, t.centres, t.name)
     else:
@@ -205,8 +219,7 @@ def _make_item(item: _Item, seed: int, size: int, out_dir: Path) -> dict[str, An
             scene = render_scene(_stream(seed, item.index), size)
         data = _encode(scene.image, item.png)
         transform = "relayout" if item.kind == "relayout" else "original"
-        row = _row(item, name, data, scene.class_mask, scene.instance, scene.objects, _centres(scene),
-                   transform)
+        row = _row(item, name, data, scene.class_mask, scene.instance, scene.objects, _centres(scene), transform)
     (out_dir / name).write_bytes(data)
     return row
 
@@ -250,9 +263,16 @@ def _clear_previous(out: Path) -> None:
                 entry.unlink()
 
 
-def generate_scenes(out_dir: str | os.PathLike[str], n: int, seed: int, size: int = 128,
-                    workers: int | None = None, png_fraction: float = 0.2, dup_fraction: float = 0.12,
-                    similar_fraction: float = 0.08) -> dict[str, Any]:
+def generate_scenes(
+    out_dir: str | os.PathLike[str],
+    n: int,
+    seed: int,
+    size: int = 128,
+    workers: int | None = None,
+    png_fraction: float = 0.2,
+    dup_fraction: float = 0.12,
+    similar_fraction: float = 0.08,
+) -> dict[str, Any]:
     """Generates ``n`` image files with ground truth under ``out_dir``.
 
     About ``(1 - dup_fraction - similar_fraction) * n`` files are base scenes; the rest are near-duplicate
@@ -278,13 +298,24 @@ def generate_scenes(out_dir: str | os.PathLike[str], n: int, seed: int, size: in
         raise ValueError(f"n must be >= 1, got {n}")
     if size < 32:
         raise ValueError(f"size must be >= 32 pixels, got {size}")
-    if not (0 <= png_fraction <= 1 and dup_fraction >= 0 and similar_fraction >= 0
-            and dup_fraction + similar_fraction <= 0.5):
+    if not (
+        0 <= png_fraction <= 1
+        and dup_fraction >= 0
+        and similar_fraction >= 0
+        and dup_fraction + similar_fraction <= 0.5
+    ):
         raise ValueError("fractions must be in [0, 1] with dup_fraction + similar_fraction <= 0.5")
     start = time.perf_counter()
     out = Path(out_dir)
-    params = {"n": n, "seed": seed, "size": size, "png_fraction": png_fraction, "dup_fraction": dup_fraction,
-              "similar_fraction": similar_fraction, "version": GENERATOR_VERSION}
+    params = {
+        "n": n,
+        "seed": seed,
+        "size": size,
+        "png_fraction": png_fraction,
+        "dup_fraction": dup_fraction,
+        "similar_fraction": similar_fraction,
+        "version": GENERATOR_VERSION,
+    }
     stored = _stored_summary(out, params)
     if stored is not None:
         return stored
@@ -300,8 +331,7 @@ def generate_scenes(out_dir: str | os.PathLike[str], n: int, seed: int, size: in
         chunk = max(1, min(256, math.ceil(n / (workers * 6))))
         chunks = [items[i : i + chunk] for i in range(0, n, chunk)]
         with ProcessPoolExecutor(workers, mp_context=_mp_context()) as pool:
-            parts = pool.map(_make_chunk, chunks, [seed] * len(chunks), [size] * len(chunks),
-                             [str(out)] * len(chunks))
+            parts = pool.map(_make_chunk, chunks, [seed] * len(chunks), [size] * len(chunks), [str(out)] * len(chunks))
             rows = [row for part in parts for row in part]
 
     table = pa.Table.from_pylist(rows, schema=GROUND_TRUTH_SCHEMA)

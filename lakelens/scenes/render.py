@@ -98,8 +98,9 @@ def _random_object(rng: np.random.Generator, spec: tuple[str, str, str], h: int,
     r = float(rng.uniform(lo, hi))
     m = r + _BORDER
     angle = float(rng.uniform(-MAX_SHAPE_ROTATION, MAX_SHAPE_ROTATION))
-    return SceneObject(shape, colour, size, cx=float(rng.uniform(m, w - m)), cy=float(rng.uniform(m, h - m)),
-                       radius=r, angle=angle)
+    return SceneObject(
+        shape, colour, size, cx=float(rng.uniform(m, w - m)), cy=float(rng.uniform(m, h - m)), radius=r, angle=angle
+    )
 
 
 def _dilate(patch: np.ndarray) -> np.ndarray:
@@ -112,8 +113,7 @@ def _dilate(patch: np.ndarray) -> np.ndarray:
     return out
 
 
-def _compose(rng: np.random.Generator, specs: Sequence[tuple[str, str, str]], h: int, w: int,
-             keep_all: bool) -> Scene:
+def _compose(rng: np.random.Generator, specs: Sequence[tuple[str, str, str]], h: int, w: int, keep_all: bool) -> Scene:
     """Places objects one by one, rejecting placements that hide too much of earlier ones.
 
     A placement is also rejected when it overlaps or touches an earlier object of the same colour, since
@@ -177,8 +177,10 @@ def render_scene(rng: np.random.Generator, size: int) -> Scene:
     """
     n = int(rng.integers(1, MAX_OBJECTS + 1))
     colours, sizes = list(COLOURS), list(SIZES)
-    specs = [(SHAPES[rng.integers(len(SHAPES))], colours[rng.integers(len(colours))],
-              sizes[rng.integers(len(sizes))]) for _ in range(n)]
+    specs = [
+        (SHAPES[rng.integers(len(SHAPES))], colours[rng.integers(len(colours))], sizes[rng.integers(len(sizes))])
+        for _ in range(n)
+    ]
     return _compose(rng, specs, size, size, keep_all=False)
 
 

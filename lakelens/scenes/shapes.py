@@ -29,8 +29,9 @@ def _polygon(cx: float, cy: float, radii: Sequence[float], angles: Sequence[floa
     return pts
 
 
-def _regular(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, sides: int, start: float,
-             angle: float, fill: Fill) -> None:
+def _regular(
+    draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, sides: int, start: float, angle: float, fill: Fill
+) -> None:
     """Draws a regular polygon with ``sides`` vertices on the circle of radius ``r``."""
     angles = [start + 360.0 * k / sides for k in range(sides)]
     draw.polygon(_polygon(cx, cy, [r] * sides, angles, angle), fill=fill)
@@ -46,8 +47,7 @@ def draw_square(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, angle
     _regular(draw, cx, cy, r, 4, 45.0, angle, fill)
 
 
-def draw_triangle(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, angle: float,
-                  fill: Fill) -> None:
+def draw_triangle(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, angle: float, fill: Fill) -> None:
     """Draws a filled equilateral triangle pointing up."""
     _regular(draw, cx, cy, r, 3, 90.0, angle, fill)
 
@@ -72,8 +72,20 @@ def draw_diamond(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, angl
 def draw_cross(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, angle: float, fill: Fill) -> None:
     """Draws a filled plus sign with arms of width ``0.7 * r``."""
     a, b = 0.35 * r, 0.95 * r
-    corners = [(b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a), (-a, -b), (a, -b),
-               (a, -a), (b, -a)]
+    corners = [
+        (b, a),
+        (a, a),
+        (a, b),
+        (-a, b),
+        (-a, a),
+        (-b, a),
+        (-b, -a),
+        (-a, -a),
+        (-a, -b),
+        (a, -b),
+        (a, -a),
+        (b, -a),
+    ]
     radii = [math.hypot(x, y) for x, y in corners]
     angles = [math.degrees(math.atan2(y, x)) for x, y in corners]
     draw.polygon(_polygon(cx, cy, radii, angles, angle), fill=fill)

@@ -47,8 +47,9 @@ def _resample(arr: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarr
     return np.asarray(Image.fromarray(arr).resize(size, resample))
 
 
-def jpeg_reencode(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray,
-                  centres: np.ndarray) -> Transformed:
+def jpeg_reencode(
+    rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray, centres: np.ndarray
+) -> Transformed:
     """Re-encodes as JPEG at a random quality in 30..70; geometry is unchanged."""
     quality = int(rng.integers(30, 71))
     buf = io.BytesIO()
@@ -57,8 +58,9 @@ def jpeg_reencode(rng: np.random.Generator, image: np.ndarray, class_mask: np.nd
     return Transformed(decoded, class_mask, instance, centres, f"jpeg_q{quality}", buf.getvalue())
 
 
-def resize(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray,
-           centres: np.ndarray) -> Transformed:
+def resize(
+    rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray, centres: np.ndarray
+) -> Transformed:
     """Resizes by a random scale in 0.6..0.9 or 1.1..1.5; the output has the new size."""
     # Scales too close to 1 would be a no-op after rounding the output size.
     scale = round(float(rng.uniform(0.6, 0.9) if rng.random() < 0.5 else rng.uniform(1.1, 1.5)), 2)
@@ -73,8 +75,9 @@ def resize(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, 
     )
 
 
-def crop(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray,
-         centres: np.ndarray) -> Transformed:
+def crop(
+    rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray, centres: np.ndarray
+) -> Transformed:
     """Crops each side by 50-100 % of a random fraction in 0.03..0.10; the output keeps the crop size."""
     frac = round(float(rng.uniform(0.03, 0.10)), 2)
     h, w = instance.shape
@@ -90,16 +93,18 @@ def crop(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, in
     )
 
 
-def brightness(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray,
-               centres: np.ndarray) -> Transformed:
+def brightness(
+    rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray, centres: np.ndarray
+) -> Transformed:
     """Scales brightness by 1 + s with |s| in 0.15..0.30; geometry is unchanged."""
     shift = round(float(rng.uniform(0.15, 0.30) * rng.choice([-1.0, 1.0])), 2)
     out = np.clip(image.astype(np.float32) * (1.0 + shift) + 0.5, 0, 255).astype(np.uint8)
     return Transformed(out, class_mask, instance, centres, f"brightness_{shift:+.2f}")
 
 
-def rotate(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray,
-           centres: np.ndarray) -> Transformed:
+def rotate(
+    rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, instance: np.ndarray, centres: np.ndarray
+) -> Transformed:
     """Rotates about the image centre by 2..6 degrees either way; same size, corners edge-filled."""
     degrees = round(float(rng.uniform(2.0, 6.0) * rng.choice([-1.0, 1.0])), 1)
     h, w = instance.shape
@@ -128,8 +133,14 @@ def rotate(rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray, 
 _FUNCS = {"jpeg": jpeg_reencode, "resize": resize, "crop": crop, "brightness": brightness, "rotate": rotate}
 
 
-def apply_transform(kind: str, rng: np.random.Generator, image: np.ndarray, class_mask: np.ndarray,
-                    instance: np.ndarray, centres: np.ndarray) -> Transformed:
+def apply_transform(
+    kind: str,
+    rng: np.random.Generator,
+    image: np.ndarray,
+    class_mask: np.ndarray,
+    instance: np.ndarray,
+    centres: np.ndarray,
+) -> Transformed:
     """Applies one near-duplicate transform.
 
     Args:
