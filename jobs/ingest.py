@@ -26,6 +26,7 @@ from lakelens.config import Config, IngestConfig
 from lakelens.files import list_files, normalise_uri, path_kind, resolve, top_level_names
 from lakelens.ingest_rows import FILES_SCHEMA, READ_SCHEMA, check_bytes, read_files, stat_files
 from lakelens.lake import append, has_rows, read_table
+from lakelens.progress import stage_progress
 from lakelens.schemas import IMAGE_URIS, IMAGES
 from lakelens.spark import build_session, session_conf
 
@@ -218,7 +219,8 @@ def ingest(
 
         # Files are read once, into the cache, by this count; both writes then take rows from the cache.
         read = read.persist(StorageLevel.MEMORY_AND_DISK)
-        totals = read.agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors")).first()
+        with stage_progress(spark, "ingest: reading", total_rows=listed - unchanged):
+            totals = read.agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors")).first()
         images_seen, uris_seen = Observation("images"), Observation("uris")
         n_read, n_errors = int(totals["n"]), int(totals["errors"])
         broadcast_ids = n_read <= ingest_cfg.broadcast_rows

@@ -1,0 +1,90 @@
+"""Lake I/O and the session builder: declared schemas are enforced, the catalog lives under the lake root."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakelens.config import load_config
+from lakelens.lake import (
+    SchemaMismatchError,
+    append,
+    conform,
+    has_rows,
+    lake_uri,
+    qualified,
+    read_table,
+)
+from lakelens.schemas import IMAGE_URIS, TABLES, TableSpec
+from lakelens.spark import catalog_conf, session_conf
+
+
+def uri_rows(spark, n: int):
+    return spark.range(n).select(
+        F.sha2(F.col("id").cast("string"), 256).alias("image_id"),
+        F.concat(F.lit("file:/x/"), F.col("id").cast("string")).alias("uri"),
+        F.col("id").alias("size"),
+        F.current_timestamp().alias("modified"),
+        F.lit(date(2026, 1, 2)).alias("ingest_date"),
+    )
+
+
+def test_lake_uri_forms(tmp_path: Path) -> None:
+    assert lake_uri(load_config(overrides=[f"lake.root={tmp_path}/l/"])) == f"file:{tmp_path}/l"
+    assert lake_uri(load_config(overrides=["lake.root=s3a://bucket/lake"])) == "s3a://bucket/lake"
+
+
+def test_derby_metastore_and_warehouse_under_the_lake_root(tmp_path: Path) -> None:
+    conf = catalog_conf(load_config(overrides=[f"lake.root={tmp_path}"]))
+    assert conf["spark.sql.warehouse.dir"] == f"file:{tmp_path}/warehouse"
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == (
+        f"jdbc:derby:;databaseName={tmp_path}/metastore_db;create=true"
+    )
+    external = catalog_conf(load_config(overrides=["lake.root=s3a://b/lake", "lake.metastore=external"]))
+    assert "spark.hadoop.javax.jdo.option.ConnectionURL" not in external
+    with pytest.raises(ValueError, match="lake.metastore=derby needs a local lake root"):
+        catalog_conf(load_config(overrides=["lake.root=s3a://b/lake"]))
+
+
+def test_append_then_read_by_name(spark, cfg) -> None:
+    assert not has_rows(spark, cfg, IMAGE_URIS)
+    append(uri_rows(spark, 3), cfg, IMAGE_URIS)
+    assert has_rows(spark, cfg, IMAGE_URIS)
+    assert read_table(spark, cfg, IMAGE_URIS).count() == 3
+    assert spark.sql(f"SELECT count(*) FROM {qualified(cfg, IMAGE_URIS)}").first()[0] == 3
+    location = spark.sql(f"DESCRIBE DATABASE {cfg.lake.database}").filter("info_name = 'Location'").first()[1]
+    assert location == f"{lake_uri(cfg)}/warehouse/{cfg.lake.database}.db"
+
+
+def test_conform_refuses_wrong_types_and_missing_columns(spark) -> None:
+    rows = uri_rows(spark, 1)
+    with pytest.raises(SchemaMismatchError, match="column size is string, declared bigint"):
+        conform(rows.withColumn("size", F.col("size").cast("string")), IMAGE_URIS)
+    with pytest.raises(SchemaMismatchError, match="missing column modified"):
+        conform(rows.drop("modified"), IMAGE_URIS)
+    assert conform(rows.withColumn("extra", F.lit(1)), IMAGE_URIS).columns == IMAGE_URIS.columns
+
+
+def test_an_existing_table_with_another_schema_fails_loudly(spark, cfg) -> None:
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.lake.database}")
+    spark.sql(f"CREATE TABLE {cfg.lake.database}.image_uris (uri string) USING parquet")
+    with pytest.raises(SchemaMismatchError, match="existing table .*image_uris does not match"):
+        read_table(spark, cfg, IMAGE_URIS)
+
+
+def test_partition_columns_come_last() -> None:
+    for spec in TABLES.values():
+        assert spec.columns[-len(spec.partition_by) :] == list(spec.partition_by)
+    with pytest.raises(ValueError, match="must come last"):
+        TableSpec("bad", IMAGE_URIS.schema, partition_by=("uri",))
+
+
+def test_session_conf_restores_the_setting(spark) -> None:
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    with session_conf(spark, key, "7"):
+        assert spark.conf.get(key) == "7"
+    assert spark.conf.get(key) == before
