@@ -21,12 +21,11 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,8 +33,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from lakelens.scenes.captions import make_caption
+from lakelens.scenes.plan import Item, plan_items
 from lakelens.scenes.render import Scene, SceneObject, render_layout, render_scene, visible_boxes
-from lakelens.scenes.transforms import TRANSFORM_KINDS, apply_transform
+from lakelens.scenes.transforms import apply_transform
 
 GENERATOR_VERSION = "1"
 BASE_JPEG_QUALITY = 90
@@ -43,8 +43,6 @@ _IMAGES = "images"
 _GROUND_TRUTH = "ground_truth.parquet"
 _MARKER = "_SYNTH.json"
 _FILE_RE = re.compile(r"^s\d+\.(jpg|png)$")
-# Copies per near-duplicate group and relayouts per similar group are drawn from 1..this.
-_MAX_PER_GROUP = 3
 
 _BOX = pa.struct([("x0", pa.int32()), ("y0", pa.int32()), ("w", pa.int32()), ("h", pa.int32())])
 GROUND_TRUTH_SCHEMA = pa.schema(
@@ -67,73 +65,6 @@ GROUND_TRUTH_SCHEMA = pa.schema(
 )
 
 
-class _Item(NamedTuple):
-    """One file to produce. ``kind`` is "base", "copy" or "relayout"; ``base`` is the source scene index
-    (the item's own index for a base); ``png`` is this file's format and ``base_png`` the base file's;
-    ``transform`` is a TRANSFORM_KINDS entry for copies."""
-
-    index: int
-    kind: str
-    base: int
-    png: bool
-    base_png: bool
-    transform: str | None
-    dup_group: int | None
-    similar_group: int | None
-
-
-def _plan(n: int, seed: int, png_fraction: float, dup_fraction: float, similar_fraction: float) -> list[_Item]:
-    """Assigns a role to every item index 0..n-1; a pure function of the arguments."""
-    rng = np.random.default_rng(seed)
-    n_dup = int(round(dup_fraction * n))
-    n_sim = int(round(similar_fraction * n))
-    n_base = n - n_dup - n_sim
-    # Shuffle roles over file indices so copies are not recognisable by their file number.
-    slots = [int(i) for i in rng.permutation(n)]
-    bases = slots[:n_base]
-    png = {b: bool(p) for b, p in zip(bases, rng.random(n_base) < png_fraction, strict=True)}
-    group_bases = [bases[i] for i in rng.permutation(n_base)]
-    extras = iter(slots[n_base:])
-    dup_bases: set[int] = set()
-    sim_bases: set[int] = set()
-    items: list[_Item] = []
-
-    def take_groups(total: int, add: Callable[[int, int], None]) -> None:
-        remaining = total
-        while remaining > 0 and group_bases:
-            base = group_bases.pop()
-            k = min(int(rng.integers(1, _MAX_PER_GROUP + 1)), remaining)
-            add(base, k)
-            remaining -= k
-
-    def add_dups(base: int, k: int) -> None:
-        dup_bases.add(base)
-        for k_idx in rng.choice(len(TRANSFORM_KINDS), size=k, replace=False):
-            kind = TRANSFORM_KINDS[k_idx]
-            # A JPEG re-encode is a JPEG file whatever the base was; other copies keep the base's format.
-            copy_png = png[base] and kind != "jpeg"
-            items.append(_Item(next(extras), "copy", base, copy_png, png[base], kind, base, None))
-
-    def add_relayouts(base: int, k: int) -> None:
-        sim_bases.add(base)
-        for _ in range(k):
-            idx = next(extras)
-            is_png = bool(rng.random() < png_fraction)
-            items.append(_Item(idx, "relayout", base, is_png, is_png, None, None, base))
-
-    take_groups(n_dup, add_dups)
-    take_groups(n_sim, add_relayouts)
-    for b in bases:
-        dup = b if b in dup_bases else None
-        sim = b if b in sim_bases else None
-        items.append(_Item(b, "base", b, png[b], png[b], None, dup, sim))
-    # Only reachable for tiny n where groups outnumber bases: leftover indices become plain scenes.
-    for idx in extras:
-        is_png = bool(rng.random() < png_fraction)
-        items.append(_Item(idx, "base", idx, is_png, is_png, None, None, None))
-    return sorted(items)
-
-
 def _stream(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
@@ -152,12 +83,12 @@ def _decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def _file_name(item: _Item) -> str:
+def _file_name(item: Item) -> str:
     return f"{_IMAGES}/s{item.index:06d}.{'png' if item.png else 'jpg'}"
 
 
 def _row(
-    item: _Item,
+    item: Item,
     name: str,
     data: bytes,
     class_mask: np.ndarray,
@@ -198,16 +129,15 @@ def _centres(scene: Scene) -> np.ndarray:
     return np.array([[o.cx, o.cy] for o in scene.objects], dtype=np.float64).reshape(-1, 2)
 
 
-def _make_item(item: _Item, seed: int, size: int, out_dir: Path) -> dict[str, Any]:
+def _make_item(item: Item, seed: int, size: int, out_dir: Path) -> dict[str, Any]:
     """Renders, encodes and writes one item; returns its ground-truth row."""
     name = _file_name(item)
     if item.kind == "copy":
         base = render_scene(_stream(seed, item.base), size)
         # Transform what the base file actually contains (decoded JPEG), like a real re-upload would.
         pixels = base.image if item.base_png else _decode(_encode(base.image, False))
-        assert item.transform is not None
         t = apply_transform(
-            item.transform, _stream(seed, item.index), pixels, base.class_mask, base.instance, _centres(base)
+            str(item.transform), _stream(seed, item.index), pixels, base.class_mask, base.instance, _centres(base)
         )
         data = t.encoded if t.encoded is not None else _encode(t.image, item.png)
         row = _row(item, name, data, t.class_mask, t.instance, base.objects, t.centres, t.name)
@@ -224,7 +154,7 @@ def _make_item(item: _Item, seed: int, size: int, out_dir: Path) -> dict[str, An
     return row
 
 
-def _make_chunk(items: list[_Item], seed: int, size: int, out_dir: str) -> list[dict[str, Any]]:
+def _make_chunk(items: list[Item], seed: int, size: int, out_dir: str) -> list[dict[str, Any]]:
     """Worker entry point: produces a list of items in order."""
     return [_make_item(item, seed, size, Path(out_dir)) for item in items]
 
@@ -322,7 +252,7 @@ def generate_scenes(
 
     _clear_previous(out)
     (out / _IMAGES).mkdir(parents=True, exist_ok=True)
-    items = _plan(n, seed, png_fraction, dup_fraction, similar_fraction)
+    items = plan_items(n, seed, png_fraction, dup_fraction, similar_fraction)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
     if workers == 1:
         rows = _make_chunk(items, seed, size, str(out))
