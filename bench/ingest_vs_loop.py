@@ -41,13 +41,14 @@ def read_stage_seconds(spark, cfg, folder: Path) -> float:
     """Seconds of the executors' read-hash-check stage alone, as ingest plans it (the part that scales)."""
     from pyspark.sql import functions as F
 
-    from jobs.ingest import _partitions, extract_candidates, transform_read
+    from jobs.ingest import transform_read
+    from lakelens.sources import extract_candidates, read_partitions
 
     files, n = extract_candidates(spark, cfg, str(folder), "folder")
     files = files.persist()
     files.count()
     start = time.perf_counter()
-    transform_read(files, _partitions(spark, n, cfg), cfg.ingest).agg(F.count("error")).first()
+    transform_read(files, read_partitions(spark, n, cfg), cfg.ingest).agg(F.count("error")).first()
     return time.perf_counter() - start
 
 

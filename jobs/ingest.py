@@ -8,34 +8,35 @@ already ingested with the same size and modification time is not read again.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
-from pathlib import Path
 
-import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config, IngestConfig
-from lakelens.files import list_files, normalise_uri, path_kind, resolve, top_level_names
-from lakelens.ingest_rows import FILES_SCHEMA, READ_SCHEMA, check_bytes, read_files, stat_files
+from lakelens.files import normalise_uri
+from lakelens.ingest_rows import FILES_SCHEMA, READ_SCHEMA, check_bytes, read_files
 from lakelens.lake import append, has_rows, read_table
 from lakelens.progress import stage_progress
 from lakelens.schemas import IMAGE_URIS, IMAGES
+from lakelens.sources import (
+    BYTES_COLUMNS,
+    SOURCE_FORMATS,
+    binary_columns,
+    detect_format,
+    extract_candidates,
+    read_partitions,
+    uri_column,
+)
 from lakelens.spark import build_session, session_conf
 
 log = logging.getLogger("lakelens.ingest")
-
-SOURCE_FORMATS = ("auto", "folder", "list", "parquet")
-LIST_SUFFIXES = (".txt", ".lst", ".list")
-BYTES_COLUMNS = ("bytes", "content", "image", "data")  # preferred names; else the first binary column
-URI_COLUMNS = ("uri", "path")
 
 
 @dataclass(frozen=True)
@@ -59,58 +60,6 @@ class IngestCounts:
             f"(good {self.good} + errors {self.errors}), new images {self.new_images}, "
             f"duplicates {self.duplicates}, new uris {self.new_uris}, {self.seconds:.1f}s, {rate:.0f} images/s"
         )
-
-
-def detect_format(source: str) -> str:
-    """folder, list or parquet, from what ``source`` is: a folder holding ``*.parquet`` or ``_SUCCESS`` at its top
-    level is a Parquet table; ``--format`` overrides this guess."""
-    kind = path_kind(source)
-    if kind == "missing":
-        raise FileNotFoundError(f"source not found: {source}")
-    if kind == "file":
-        if source.endswith(".parquet"):
-            return "parquet"
-        if source.lower().endswith(LIST_SUFFIXES):
-            return "list"
-        raise ValueError(f"cannot tell what {source} is: give a folder, a .txt list of paths, or a .parquet table")
-    names = top_level_names(source)
-    return "parquet" if any(n.endswith(".parquet") or n == "_SUCCESS" for n in names) else "folder"
-
-
-def extract_candidates(spark: SparkSession, cfg: Config, source: str, fmt: str) -> tuple[DataFrame, int]:
-    """The files a source names, as FILES_SCHEMA rows (uri, size, modified), and how many there are."""
-    if fmt == "folder":
-        files = list_files(source, cfg.ingest.patterns)
-        listing = pd.DataFrame(
-            {"uri": [f.uri for f in files], "size": [f.size for f in files], "modified": [f.modified for f in files]}
-        ).astype({"size": "int64", "modified": "datetime64[us, UTC]"})
-        # From pandas, Spark takes the listing as Arrow in the JVM, with no Python worker round trip.
-        return spark.createDataFrame(listing, FILES_SCHEMA), len(files)
-    if fmt == "list":
-        uris = (
-            spark.read.text(normalise_uri(source))
-            .select(F.trim(F.col("value")).alias("uri"))
-            .filter((F.col("uri") != "") & ~F.col("uri").startswith("#"))
-        )
-        return _stat(uris, str(Path(resolve(source)[1]).parent), cfg)
-    paths = spark.read.parquet(normalise_uri(source))
-    column = _uri_column(paths)
-    if column is None:
-        raise ValueError(f"the Parquet source needs a binary column or a uri/path column; it has {paths.columns}")
-    uris = paths.select(F.col(column).cast("string").alias("uri")).filter(F.col("uri").isNotNull())
-    return _stat(uris, None, cfg)
-
-
-def _stat(uris: DataFrame, base_dir: str | None, cfg: Config) -> tuple[DataFrame, int]:
-    """Stat listed uris on the executors; duplicates (after making paths absolute) count once."""
-    parts = _partitions(uris.sparkSession, uris.count(), cfg)
-    stats = (
-        uris.repartition(parts)
-        .mapInPandas(partial(stat_files, base_dir=base_dir), FILES_SCHEMA)
-        .dropDuplicates(["uri"])
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    return stats, stats.count()
 
 
 def transform_unseen(candidates: DataFrame, known_uris: DataFrame) -> DataFrame:
@@ -139,9 +88,9 @@ def transform_read(files: DataFrame, partitions: int, ingest_cfg: IngestConfig) 
 
 def transform_check_bytes(table: DataFrame, source: str, ingest_cfg: IngestConfig) -> DataFrame:
     """READ_SCHEMA rows for a table that already holds image bytes (and maybe a uri or path column)."""
-    binary = _binary_columns(table)
+    binary = binary_columns(table)
     bytes_col = next((c for c in BYTES_COLUMNS if c in binary), binary[0])
-    uri_col = _uri_column(table)
+    uri_col = uri_column(table)
     uri: Column = F.col(uri_col).cast("string") if uri_col else F.lit(None).cast("string")
     rows = table.select(uri.alias("uri"), F.col(bytes_col).alias("bytes"))
     checker = partial(
@@ -200,7 +149,7 @@ def ingest(
 
     table = spark.read.parquet(normalise_uri(source)) if fmt == "parquet" else None
     with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(ingest_cfg.arrow_batch_rows)):
-        if table is not None and _binary_columns(table):
+        if table is not None and binary_columns(table):
             listed = table.count()
             read = transform_check_bytes(table, normalise_uri(source), ingest_cfg)
             unchanged = 0
@@ -214,7 +163,7 @@ def ingest(
             log.info(
                 "ingest: %d files listed, %d unchanged since the last ingest, %d to read", listed, unchanged, to_read
             )
-            parts = _partitions(spark, to_read, cfg)
+            parts = read_partitions(spark, to_read, cfg)
             read = transform_read(unseen, parts, ingest_cfg)
 
         # Files are read once, into the cache, by this count; both writes then take rows from the cache.
@@ -243,24 +192,6 @@ def ingest(
         new_uris=uris_seen.get["n"],
         seconds=time.monotonic() - started,
     )
-
-
-def _partitions(spark: SparkSession, n: int, cfg: Config) -> int:
-    """Read tasks of about ``files_per_partition`` files, as a multiple of the cores so none idles at the end.
-
-    Few large tasks: each task costs a Python worker round trip, which for small images outweighs the work.
-    """
-    cores = spark.sparkContext.defaultParallelism
-    tasks = max(cores, math.ceil(n / cfg.ingest.files_per_partition))
-    return math.ceil(tasks / cores) * cores
-
-
-def _binary_columns(df: DataFrame) -> list[str]:
-    return [f.name for f in df.schema.fields if f.dataType.typeName() == "binary"]
-
-
-def _uri_column(df: DataFrame) -> str | None:
-    return next((c for c in URI_COLUMNS if c in df.columns), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
