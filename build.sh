@@ -11,9 +11,12 @@ say() { echo "[build] $*" >&2; }
 die() { echo "[build] error: $*" >&2; exit 1; }
 
 java_major() {
-  command -v java >/dev/null 2>&1 || { echo 0; return; }
+  # Spark runs $JAVA_HOME/bin/java when JAVA_HOME is set, else the java on PATH.
+  local java=java
+  [ -n "${JAVA_HOME:-}" ] && java="$JAVA_HOME/bin/java"
+  command -v "$java" >/dev/null 2>&1 || { echo 0; return; }
   # `java -version` prints e.g. openjdk version "17.0.15" (or "1.8.0_392" for Java 8).
-  java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'
+  "$java" -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'
 }
 
 check_java() {

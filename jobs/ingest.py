@@ -148,6 +148,7 @@ def ingest(
     ingest_cfg = cfg.ingest
 
     table = spark.read.parquet(normalise_uri(source)) if fmt == "parquet" else None
+    candidates = unseen = None
     with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(ingest_cfg.arrow_batch_rows)):
         if table is not None and binary_columns(table):
             listed = table.count()
@@ -178,7 +179,9 @@ def ingest(
         append(new_images.observe(images_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGES)
         new_uris = transform_new_uris(read, known_uris, ingest_date)
         append(new_uris.observe(uris_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGE_URIS)
-        read.unpersist()
+        for cached in (read, unseen, candidates):
+            if cached is not None:
+                cached.unpersist()
 
     n_images = images_seen.get["n"]
     return IngestCounts(

@@ -181,3 +181,10 @@ def test_tables_have_the_declared_schemas(spark, cfg, tmp_path: Path) -> None:
     for spec in (IMAGES, IMAGE_URIS):
         table = spark.table(f"{cfg.lake.database}.{spec.name}")
         assert [(f.name, f.dataType) for f in table.schema] == [(f.name, f.dataType) for f in spec.schema]
+
+
+def test_an_empty_folder_ingests_nothing_and_says_so(spark, cfg, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    counts = ingest(spark, cfg, str(tmp_path / "empty"), ingest_date=DAY)
+    assert (counts.listed, counts.read, counts.new_images, counts.new_uris) == (0, 0, 0, 0)
+    assert read_table(spark, cfg, IMAGES).count() == 0
