@@ -164,8 +164,11 @@ def ingest(
             log.info(
                 "ingest: %d files listed, %d unchanged since the last ingest, %d to read", listed, unchanged, to_read
             )
-            parts = read_partitions(spark, to_read, cfg)
-            read = transform_read(unseen, parts, ingest_cfg)
+            if to_read == 0:  # an unchanged source: nothing to read, nothing to write
+                for cached in (unseen, candidates):
+                    cached.unpersist()
+                return IngestCounts(listed, unchanged, 0, 0, 0, 0, 0, 0, time.monotonic() - started)
+            read = transform_read(unseen, read_partitions(spark, to_read, cfg), ingest_cfg)
 
         # Files are read once, into the cache, by this count; both writes then take rows from the cache.
         read = read.persist(StorageLevel.MEMORY_AND_DISK)
