@@ -99,9 +99,8 @@ def read_files(
         data, error = read_bytes(uri, max_bytes)
         return {**record(uri, data, error, max_pixels), "size": size, "modified": modified}
 
-    with ThreadPoolExecutor(threads) as pool:
-        items = (row for b in batches for row in zip(b["uri"], b["size"], b["modified"], strict=True))
-        yield from _batched_by_bytes(_ordered_map(pool, one, items, threads), batch_bytes)
+    items = (row for b in batches for row in zip(b["uri"], b["size"], b["modified"], strict=True))
+    yield from _batched_by_bytes(_mapped(one, items, threads), batch_bytes)
 
 
 def check_bytes(
@@ -116,19 +115,21 @@ def check_bytes(
         row = record(uri or "", data, None if data is not None else "no bytes in the source row", max_pixels)
         return {**row, "uri": uri or f"{source}#sha256={row['image_id']}", "size": None, "modified": None}
 
-    with ThreadPoolExecutor(threads) as pool:
-        items = (row for b in batches for row in zip(b["uri"], b["bytes"], strict=True))
-        yield from _batched_by_bytes(_ordered_map(pool, one, items, threads), batch_bytes)
+    items = (row for b in batches for row in zip(b["uri"], b["bytes"], strict=True))
+    yield from _batched_by_bytes(_mapped(one, items, threads), batch_bytes)
 
 
-def _ordered_map(
-    pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any], threads: int
-) -> Iterator[Any]:
-    """``pool.map`` with at most a few items per thread in flight, so memory stays bounded by file size."""
-    window = 4 * threads
+def _mapped(fn: Callable[[Any], Any], items: Iterable[Any], threads: int) -> Iterator[Any]:
+    """``fn`` over ``items`` in order. With several threads, at most a few items per thread are in flight, so
+    memory stays bounded by file size; one thread maps in place, since a pool's hand-offs cost about 20 % on
+    small local files."""
+    if threads == 1:
+        yield from map(fn, items)
+        return
     iterator = iter(items)
-    while chunk := list(islice(iterator, window)):
-        yield from pool.map(fn, chunk)
+    with ThreadPoolExecutor(threads) as pool:
+        while chunk := list(islice(iterator, 4 * threads)):
+            yield from pool.map(fn, chunk)
 
 
 def _batched_by_bytes(rows: Iterator[dict[str, Any]], batch_bytes: int) -> Iterator[pd.DataFrame]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from images import encode, rgb, write_files
 
 from lakelens.files import list_files
@@ -18,13 +19,14 @@ def listing(folder: Path) -> pd.DataFrame:
     )
 
 
-def test_read_files_bounds_output_batches_by_bytes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_read_files_bounds_output_batches_by_bytes(tmp_path: Path, threads: int) -> None:
     data = {f"{i:02d}.png": encode(rgb(32, 32, seed=i), "PNG") for i in range(10)}
     write_files(tmp_path, data)
     files = listing(tmp_path)
     one_file = len(data["00.png"])
     inputs = iter([files.iloc[:7], files.iloc[7:]])
-    out = list(read_files(inputs, max_bytes=1 << 20, max_pixels=1 << 20, batch_bytes=2 * one_file, threads=3))
+    out = list(read_files(inputs, max_bytes=1 << 20, max_pixels=1 << 20, batch_bytes=2 * one_file, threads=threads))
     assert [len(b) for b in out] == [2, 2, 2, 2, 2]  # two files' bytes per batch, across input batches
     rows = pd.concat(out, ignore_index=True)
     assert list(rows.columns) == READ_SCHEMA.fieldNames()
