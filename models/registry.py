@@ -1,0 +1,198 @@
+"""The model registry: versioned weights (safetensors) with a JSON manifest, under ``<registry>/<name>/<version>/``.
+
+Loading never unpickles: the manifest names an architecture from :data:`ARCHITECTURES` (a fixed map to this
+project's own modules) and its arguments, and the weights are plain tensors. A user registers weights trained
+elsewhere with :func:`register_weights` and a manifest of the same form.
+
+Example:
+    >>> model = Classifier(num_classes=10, in_channels=1)
+    >>> entry = save_model(model, Manifest.new("fashion", "classifier", {"num_classes": 10, "in_channels": 1}), root)
+    >>> same, manifest = load_model(root, "fashion")          # the latest version, here "v1"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+# Architecture name -> "module:Class". Only these are ever built from a manifest.
+ARCHITECTURES: dict[str, str] = {
+    "classifier": "models.classifier:Classifier",
+}
+WEIGHTS = "weights.safetensors"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+_VERSION = re.compile(r"^v(\d+)$")
+
+
+class RegistryError(ValueError):
+    """A registry entry is missing, malformed, or its weights do not fit its architecture."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a registered model is and how it was made; stored as ``manifest.json`` beside its weights."""
+
+    name: str
+    architecture: str
+    arch_args: dict[str, Any]
+    version: str = ""  # assigned by save_model: v1, v2, ...
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # input size, channels, mean, std
+    classes: list[str] = field(default_factory=list)
+    vocabulary: list[str] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)  # table, rows, snapshot, epochs, seed
+    metrics: dict[str, float] = field(default_factory=dict)
+    command: str = ""
+    created: str = ""
+    weights_sha256: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def new(cls, name: str, architecture: str, arch_args: dict[str, Any], **fields: Any) -> Manifest:
+        return cls(name=name, architecture=architecture, arch_args=dict(arch_args), **fields)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"manifest {where} is not valid JSON: {exc}") from exc
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        missing = sorted({"name", "architecture", "arch_args"} - set(data))
+        if unknown or missing:
+            raise RegistryError(f"manifest {where}: unknown fields {unknown}, missing fields {missing}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def build_model(manifest: Manifest) -> nn.Module:
+    """An untrained model of the manifest's architecture and arguments."""
+    target = ARCHITECTURES.get(manifest.architecture)
+    if target is None:
+        raise RegistryError(
+            f"model {manifest.name}: unknown architecture {manifest.architecture!r}; "
+            f"known: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    module, cls = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)(**manifest.arch_args)
+    except TypeError as exc:
+        raise RegistryError(f"model {manifest.name}: bad arguments for {manifest.architecture}: {exc}") from exc
+
+
+def save_model(model: nn.Module, manifest: Manifest, root: str | Path) -> Manifest:
+    """Write ``model``'s weights and ``manifest`` as the next version of ``manifest.name``; returns the entry.
+
+    The entry appears whole or not at all: it is written to a temporary folder, then renamed into place.
+    """
+    base = Path(root) / manifest.name
+    base.mkdir(parents=True, exist_ok=True)
+    version = manifest.version or f"v{max(_versions(base), default=0) + 1}"
+    target = base / version
+    if target.exists():
+        raise RegistryError(f"model {manifest.name} version {version} already exists at {target}")
+    tmp = base / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        entry = dataclasses.replace(
+            manifest,
+            version=version,
+            created=manifest.created or datetime.now(UTC).isoformat(timespec="seconds"),
+            weights_sha256=_sha256(tmp / WEIGHTS),
+        )
+        (tmp / MANIFEST).write_text(entry.to_json())
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry
+
+
+def load_model(root: str | Path, name: str, version: str | None = None) -> tuple[nn.Module, Manifest]:
+    """The model ``name`` at ``version`` (default: the latest), in eval mode on the CPU, with its manifest.
+
+    Raises:
+        RegistryError: no such entry; unknown architecture; weights corrupt, changed since registration, or not
+            matching the architecture.
+    """
+    base = Path(root) / name
+    if version is None:
+        found = _versions(base)
+        if not found:
+            raise RegistryError(f"no model named {name!r} in the registry at {root}")
+        version = f"v{max(found)}"
+    folder = base / version
+    if not (folder / MANIFEST).is_file():
+        raise RegistryError(f"no version {version} of model {name!r} in the registry at {root}")
+    manifest = Manifest.from_json((folder / MANIFEST).read_text(), str(folder / MANIFEST))
+    if manifest.weights_sha256 and _sha256(folder / WEIGHTS) != manifest.weights_sha256:
+        raise RegistryError(f"weights of {name} {version} changed since they were registered (SHA-256 differs)")
+    return _with_weights(manifest, folder / WEIGHTS), manifest
+
+
+def register_weights(root: str | Path, weights: str | Path, manifest_file: str | Path) -> Manifest:
+    """Register weights trained elsewhere (a safetensors file) under a manifest of the same form.
+
+    The weights are checked against the manifest's architecture before anything is written.
+    """
+    manifest = Manifest.from_json(Path(manifest_file).read_text(), str(manifest_file))
+    model = _with_weights(manifest, Path(weights))
+    return save_model(model, dataclasses.replace(manifest, weights_sha256="", created=""), root)
+
+
+def _with_weights(manifest: Manifest, weights: Path) -> nn.Module:
+    model = build_model(manifest)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise RegistryError(f"weights file {weights} is not a readable safetensors file: {exc}") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:5]}" if missing else "",
+                f"unexpected {unexpected[:5]}" if unexpected else "",
+                ", ".join(f"{k} is {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in wrong[:5]),
+            )
+            if part
+        )
+        raise RegistryError(
+            f"weights {weights} do not match architecture {manifest.architecture}({manifest.arch_args}): {detail}"
+        )
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _versions(base: Path) -> list[int]:
+    if not base.is_dir():
+        return []
+    return [int(m.group(1)) for p in base.iterdir() if (m := _VERSION.match(p.name)) and (p / MANIFEST).is_file()]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,110 @@
+"""The model registry: versioned save/load with identical outputs, and loud refusals of bad entries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from models.classifier import Classifier
+from models.registry import Manifest, RegistryError, load_model, register_weights, save_model
+
+ARGS = {"num_classes": 3, "in_channels": 1, "widths": [4, 8]}
+
+
+def trained() -> Classifier:
+    torch.manual_seed(1)
+    model = Classifier(**ARGS)
+    model(torch.randn(8, 1, 16, 16))  # batch-norm running statistics move away from their defaults
+    return model.eval()
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
+    model = trained()
+    entry = save_model(model, Manifest.new("tiny", "classifier", ARGS, classes=["a", "b", "c"]), tmp_path)
+    assert entry.version == "v1" and len(entry.weights_sha256) == 64 and entry.created
+    loaded, manifest = load_model(tmp_path, "tiny")
+    assert manifest == entry
+    x = torch.randn(5, 1, 16, 16)
+    assert torch.equal(loaded(x)["logits"], model(x)["logits"])
+
+
+def test_versions_increase_and_latest_is_default(tmp_path: Path) -> None:
+    save_model(trained(), Manifest.new("tiny", "classifier", ARGS), tmp_path)
+    second = save_model(trained(), Manifest.new("tiny", "classifier", ARGS, metrics={"accuracy": 0.5}), tmp_path)
+    assert second.version == "v2"
+    assert load_model(tmp_path, "tiny")[1].metrics == {"accuracy": 0.5}
+    assert load_model(tmp_path, "tiny", "v1")[1].version == "v1"
+    with pytest.raises(RegistryError, match="version v1 already exists"):
+        save_model(trained(), Manifest.new("tiny", "classifier", ARGS, version="v1"), tmp_path)
+
+
+def test_missing_entries_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="no model named 'nope'"):
+        load_model(tmp_path, "nope")
+    save_model(trained(), Manifest.new("tiny", "classifier", ARGS), tmp_path)
+    with pytest.raises(RegistryError, match="no version v9 of model 'tiny'"):
+        load_model(tmp_path, "tiny", "v9")
+
+
+def test_unknown_architecture_is_refused(tmp_path: Path) -> None:
+    entry = save_model(trained(), Manifest.new("tiny", "classifier", ARGS), tmp_path)
+    path = tmp_path / "tiny" / entry.version / "manifest.json"
+    path.write_text(path.read_text().replace('"architecture": "classifier"', '"architecture": "os.system"'))
+    with pytest.raises(RegistryError, match="unknown architecture 'os.system'; known: classifier"):
+        load_model(tmp_path, "tiny")
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path: Path) -> None:
+    weights = tmp_path / "other.safetensors"
+    save_file(Classifier(num_classes=5, in_channels=1, widths=(4, 8)).state_dict(), str(weights))
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"name": "ext", "architecture": "classifier", "arch_args": ARGS}))
+    with pytest.raises(
+        RegistryError, match=r"do not match architecture classifier.*head.2.weight is \(5, 8\), expected \(3, 8\)"
+    ):
+        register_weights(tmp_path / "reg", weights, manifest)
+    assert not (tmp_path / "reg" / "ext").exists()
+
+
+def test_external_weights_register_as_a_new_version(tmp_path: Path) -> None:
+    model = trained()
+    weights = tmp_path / "mine.safetensors"
+    save_file(model.state_dict(), str(weights))
+    manifest = tmp_path / "m.json"
+    manifest.write_text(
+        json.dumps({"name": "ext", "architecture": "classifier", "arch_args": ARGS, "command": "elsewhere"})
+    )
+    entry = register_weights(tmp_path / "reg", weights, manifest)
+    loaded, _ = load_model(tmp_path / "reg", "ext")
+    x = torch.randn(2, 1, 16, 16)
+    assert entry.command == "elsewhere" and torch.equal(loaded(x)["logits"], model(x)["logits"])
+
+
+def test_corrupt_or_changed_weights_are_refused(tmp_path: Path) -> None:
+    entry = save_model(trained(), Manifest.new("tiny", "classifier", ARGS), tmp_path)
+    weights = tmp_path / "tiny" / entry.version / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match="changed since they were registered"):
+        load_model(tmp_path, "tiny")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00not a safetensors file")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"name": "g", "architecture": "classifier", "arch_args": ARGS}))
+    with pytest.raises(RegistryError, match="is not a readable safetensors file"):
+        register_weights(tmp_path / "reg", garbage, manifest)
+
+
+def test_malformed_manifest_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"name": "x", "architecture": "classifier", "arch_args": {}, "pickle": "yes"}))
+    with pytest.raises(RegistryError, match=r"unknown fields \['pickle'\]"):
+        register_weights(tmp_path, tmp_path / "w", bad)
+    bad.write_text("{not json")
+    with pytest.raises(RegistryError, match="is not valid JSON"):
+        register_weights(tmp_path, tmp_path / "w", bad)
