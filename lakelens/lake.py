@@ -72,6 +72,14 @@ def read_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> DataFrame:
     return spark.table(qualified(cfg, spec)).select(*spec.columns)
 
 
+def table_location(spark: SparkSession, name: str) -> str:
+    """Where a catalog table's files are (``file:/...`` locally), for readers outside Spark such as petastorm."""
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").filter(F.col("col_name") == "Location").collect()
+    if not rows:
+        raise ValueError(f"table {name} has no location in the catalog")
+    return rows[0]["data_type"]
+
+
 def has_rows(spark: SparkSession, cfg: Config, spec: TableSpec) -> bool:
     """Whether a lake table holds any row. Partitioned tables answer from the catalog, without a Spark job
     (lakelens never writes an empty partition)."""
