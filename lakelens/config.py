@@ -93,12 +93,20 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """Where trained models are kept."""
+
+    registry: str  # a local folder; "" means <lake root>/models
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole lakelens configuration."""
 
     spark: SparkConfig
     lake: LakeConfig
     ingest: IngestConfig
+    models: ModelsConfig
 
     def digest(self) -> str:
         """Short stable hash of the effective configuration, recorded with what a run writes."""

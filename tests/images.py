@@ -99,3 +99,13 @@ def write_files(folder: Path, files: dict[str, bytes]) -> list[Path]:
         path.write_bytes(data)
         paths.append(path)
     return paths
+
+
+COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220)]  # label = index of the dominant colour
+
+
+def coloured_image(label: int, seed: int) -> bytes:
+    """A noisy 20x20 PNG of one of COLOURS: the label is the colour's index."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.asarray(COLOURS[label]) + rng.normal(0, 25, (20, 20, 3)), 0, 255).astype(np.uint8)
+    return encode(Image.fromarray(pixels), "PNG")

@@ -6,20 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from images import encode
+from images import coloured_image, encode
 from PIL import Image
 
 from lakelens.lake import table_location
 from models.classifier import Classifier
 from models.data import Preprocessing, petastorm_url, table_loader, to_tensor_array
-
-COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220)]  # label = index of the dominant colour
-
-
-def coloured_image(label: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.asarray(COLOURS[label]) + rng.normal(0, 25, (20, 20, 3)), 0, 255).astype(np.uint8)
-    return encode(Image.fromarray(pixels), "PNG")
 
 
 @pytest.fixture

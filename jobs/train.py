@@ -1,0 +1,141 @@
+"""Train a model from a lake table and register it: ``python -m jobs.train --model classifier --data TABLE``.
+
+Spark snapshots the table's good rows into a train and a held-out part (by a stable hash of ``image_id``) under
+``<lake>/training/``; petastorm feeds them to torch; the model and its manifest (with held-out metrics) go to the
+registry. ``--register WEIGHTS --manifest FILE`` registers weights trained elsewhere instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lakelens.cli import config_from_args, job_parser, run_job
+from lakelens.config import Config
+from lakelens.lake import lake_uri
+from lakelens.spark import build_session
+from models.classifier import Classifier
+from models.data import Preprocessing, petastorm_url
+from models.registry import Manifest, register_weights, save_model
+from models.train_loop import TrainSettings, evaluate_classifier, pick_device, train_classifier
+
+log = logging.getLogger("lakelens.train")
+MODELS = ("classifier",)
+
+
+def transform_training_rows(table: DataFrame, label_column: str, holdout_percent: int) -> DataFrame:
+    """(image_id, bytes, label, holdout) for every row with bytes and no error; ``holdout`` is stable per image:
+    the first 8 hex digits of SHA-256(image_id), mod 100, below ``holdout_percent``."""
+    rows = table.filter(F.col("bytes").isNotNull())
+    if "error" in table.columns:
+        rows = rows.filter(F.col("error").isNull())
+    bucket = F.conv(F.substring(F.sha2(F.col("image_id"), 256), 1, 8), 16, 10).cast("long") % 100
+    return rows.select(
+        "image_id",
+        "bytes",
+        F.col(label_column).cast("long").alias("label"),
+        (bucket < holdout_percent).alias("holdout"),
+    )
+
+
+def registry_root(cfg: Config) -> Path:
+    """The registry folder: ``models.registry``, else ``<lake root>/models`` (a local lake)."""
+    if cfg.models.registry:
+        return Path(cfg.models.registry)
+    root = lake_uri(cfg)
+    if not root.startswith("file:"):
+        raise ValueError(f"set models.registry to a local folder: the lake root {root} is not local")
+    return Path(root.removeprefix("file:")) / "models"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("jobs.train", __doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODELS, default="classifier", help="what to train")
+    parser.add_argument("--data", help="a table of the lake database (or db.table) with image bytes and labels")
+    parser.add_argument("--label-column", default="label", help="integer class ids 0..K-1 (default: label)")
+    parser.add_argument("--classes", help="comma-separated class names, in id order (default: the ids)")
+    parser.add_argument("--name", help="registry name (default: the model kind)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--size", type=int, default=28, help="input side in pixels (default 28)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    parser.add_argument("--holdout-percent", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--register", metavar="WEIGHTS", help="register a safetensors file trained elsewhere")
+    parser.add_argument("--manifest", help="the manifest (JSON) that goes with --register")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    registry = registry_root(cfg)
+    if args.register:
+        if not args.manifest:
+            parser.error("--register needs --manifest")
+        entry = register_weights(registry, args.register, args.manifest)
+        print(json.dumps({"registered": entry.name, "version": entry.version, "registry": str(registry)}))
+        return 0
+    if not args.data:
+        parser.error("--data is required to train")
+
+    spark = build_session(cfg)
+    table_name = args.data if "." in args.data else f"{cfg.lake.database}.{args.data}"
+    rows = transform_training_rows(spark.table(table_name), args.label_column, args.holdout_percent)
+    name = args.name or args.model
+    snapshot = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = f"{lake_uri(cfg)}/training/{name}/{snapshot}"
+    counts = {}
+    for part, holdout in (("train", False), ("holdout", True)):
+        selected = rows.filter(F.col("holdout") == holdout).drop("holdout")
+        # Several files, so petastorm can shuffle row groups between epochs.
+        selected.repartition(8).write.mode("error").parquet(f"{folder}/{part}")
+        counts[part] = spark.read.parquet(f"{folder}/{part}").count()
+    labels = sorted(r["label"] for r in spark.read.parquet(f"{folder}/train").select("label").distinct().collect())
+    classes = args.classes.split(",") if args.classes else [str(i) for i in range(max(labels) + 1)]
+    log.info("train: %s rows for training, %s held out, %d classes, snapshot %s", counts["train"],
+             counts["holdout"], len(classes), folder)  # fmt: skip
+
+    prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
+    arch_args = {"num_classes": len(classes), "in_channels": args.channels}
+    model = Classifier(**arch_args)
+    settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
+    device = pick_device()
+    history = train_classifier(model, petastorm_url(f"{folder}/train"), prep, settings, device)
+    held_out = evaluate_classifier(model, petastorm_url(f"{folder}/holdout"), prep, device)
+    manifest = Manifest.new(
+        name,
+        args.model,
+        arch_args,
+        preprocessing={"size": args.size, "channels": args.channels, "mean": list(prep.mean), "std": list(prep.std)},
+        classes=classes,
+        training={
+            "table": table_name,
+            "rows_train": counts["train"],
+            "rows_holdout": counts["holdout"],
+            "snapshot": folder,
+            "holdout": f"sha256(image_id)[:8] mod 100 < {args.holdout_percent}",
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "device": str(device),
+        },
+        metrics={
+            "holdout_accuracy": held_out["accuracy"],
+            "holdout_loss": held_out["loss"],
+            "train_accuracy": history[-1]["accuracy"],
+            "train_images_per_s": history[-1]["images_per_s"],
+        },
+        command=shlex.join(["python", "-m", "jobs.train", *(argv if argv is not None else sys.argv[1:])]),
+    )
+    entry = save_model(model.cpu(), manifest, registry)
+    print(json.dumps({"model": entry.name, "version": entry.version, "registry": str(registry), **entry.metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    run_job(main)
