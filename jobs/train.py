@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", choices=MODELS, default="classifier", help="what to train")
     parser.add_argument("--data", help="a table of the lake database (or db.table) with image bytes and labels")
     parser.add_argument("--label-column", default="label", help="integer class ids 0..K-1 (default: label)")
+    parser.add_argument("--where", help="SQL condition choosing the training rows, e.g. \"split = 'train'\"")
+    parser.add_argument("--eval-where", help="SQL condition for a further evaluation set, e.g. \"split = 'test'\"")
     parser.add_argument("--classes", help="comma-separated class names, in id order (default: the ids)")
     parser.add_argument("--name", help="registry name (default: the model kind)")
     parser.add_argument("--epochs", type=int, default=5)
@@ -86,15 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spark = build_session(cfg)
     table_name = args.data if "." in args.data else f"{cfg.lake.database}.{args.data}"
-    rows = transform_training_rows(spark.table(table_name), args.label_column, args.holdout_percent)
+    table = spark.table(table_name)
+    rows = transform_training_rows(table.where(args.where) if args.where else table, args.label_column,
+                                   args.holdout_percent)  # fmt: skip
     name = args.name or args.model
     snapshot = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = f"{lake_uri(cfg)}/training/{name}/{snapshot}"
+    parts = {"train": rows.filter(~F.col("holdout")), "holdout": rows.filter(F.col("holdout"))}
+    if args.eval_where:
+        parts["eval"] = transform_training_rows(table.where(args.eval_where), args.label_column, 0)
     counts = {}
-    for part, holdout in (("train", False), ("holdout", True)):
-        selected = rows.filter(F.col("holdout") == holdout).drop("holdout")
+    for part, selected in parts.items():
         # Several files, so petastorm can shuffle row groups between epochs.
-        selected.repartition(8).write.mode("error").parquet(f"{folder}/{part}")
+        selected.drop("holdout").repartition(8).write.mode("error").parquet(f"{folder}/{part}")
         counts[part] = spark.read.parquet(f"{folder}/{part}").count()
     labels = sorted(r["label"] for r in spark.read.parquet(f"{folder}/train").select("label").distinct().collect())
     classes = args.classes.split(",") if args.classes else [str(i) for i in range(max(labels) + 1)]
@@ -108,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device()
     history = train_classifier(model, petastorm_url(f"{folder}/train"), prep, settings, device)
     held_out = evaluate_classifier(model, petastorm_url(f"{folder}/holdout"), prep, device)
+    metrics = {
+        "holdout_accuracy": held_out["accuracy"],
+        "holdout_loss": held_out["loss"],
+        "train_accuracy": history[-1]["accuracy"],
+        "train_images_per_s": history[-1]["images_per_s"],
+    }
+    if "eval" in parts:
+        extra = evaluate_classifier(model, petastorm_url(f"{folder}/eval"), prep, device)
+        metrics |= {"eval_accuracy": extra["accuracy"], "eval_loss": extra["loss"]}
     manifest = Manifest.new(
         name,
         args.model,
@@ -118,18 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "table": table_name,
             "rows_train": counts["train"],
             "rows_holdout": counts["holdout"],
+            "where": args.where,
+            "eval_where": args.eval_where,
+            "rows_eval": counts.get("eval", 0),
             "snapshot": folder,
             "holdout": f"sha256(image_id)[:8] mod 100 < {args.holdout_percent}",
             "epochs": args.epochs,
             "seed": args.seed,
             "device": str(device),
         },
-        metrics={
-            "holdout_accuracy": held_out["accuracy"],
-            "holdout_loss": held_out["loss"],
-            "train_accuracy": history[-1]["accuracy"],
-            "train_images_per_s": history[-1]["images_per_s"],
-        },
+        metrics=metrics,
         command=shlex.join(["python", "-m", "jobs.train", *(argv if argv is not None else sys.argv[1:])]),
     )
     entry = save_model(model.cpu(), manifest, registry)

@@ -44,7 +44,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def setup_logging(level: int = logging.INFO) -> None:
     """One plain log format for every job, on stderr so stdout stays for results."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for chatty in ("py4j", "petastorm"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def run_job(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:

@@ -46,15 +46,17 @@ def test_train_job_registers_a_model_that_predicts(spark, cfg, labelled_table: s
     args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}", "--set",
             f"models.registry={tmp_path}", "--set", "spark.master=local[2]"]  # fmt: skip
     code = main([*args, "--data", "shapes", "--epochs", "6", "--size", "16", "--batch-size", "16",
-                 "--holdout-percent", "25", "--classes", "red,green,blue", "--name", "colours"])  # fmt: skip
+                 "--holdout-percent", "25", "--classes", "red,green,blue", "--name", "colours",
+                 "--where", "image_id >= 'img010'", "--eval-where", "image_id < 'img010'"])  # fmt: skip
     assert code == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (printed["model"], printed["version"]) == ("colours", "v1")
 
     model, manifest = load_model(tmp_path, "colours")
     assert manifest.classes == ["red", "green", "blue"] and manifest.architecture == "classifier"
-    assert manifest.training["rows_train"] + manifest.training["rows_holdout"] == 60
-    assert manifest.metrics["holdout_accuracy"] == 1.0
+    assert manifest.training["rows_train"] + manifest.training["rows_holdout"] == 50
+    assert manifest.training["rows_eval"] == 10
+    assert manifest.metrics["holdout_accuracy"] == 1.0 and manifest.metrics["eval_accuracy"] == 1.0
     assert manifest.command.startswith("python -m jobs.train --lake ")
     prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
     pixels = torch.from_numpy(to_tensor_array(coloured_image(2, 999), prep))[None]
