@@ -1,8 +1,12 @@
-"""Import a labelled image data set into a lake table: ``python -m jobs.import_dataset fashion-mnist --dir DIR``.
+"""Import labelled data into lake tables: ``python -m jobs.import_dataset (fashion-mnist|scenes) --dir DIR``.
 
-Fashion-MNIST comes as idx files (Debian's ``dataset-fashion-mnist`` puts both splits in
-/usr/share/datasets/fashion-mnist). Each image becomes a PNG row (image_id = SHA-256 of its bytes) with its
-label, class name and split, in the table ``fashion_mnist`` (replaced on each import, so a re-run is idempotent).
+- fashion-mnist: idx files (Debian's ``dataset-fashion-mnist`` puts both splits in /usr/share/datasets/fashion-mnist);
+  each image becomes a PNG row (image_id = SHA-256 of its bytes) with label, class name and split, in
+  ``fashion_mnist``.
+- scenes: the ``ground_truth.parquet`` of ``jobs.synth`` folders, in ``scene_truth``; the images themselves come in
+  through ``jobs.ingest`` and join by image_id.
+
+Each import replaces the table's rows, so a re-run is idempotent.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.idx import read_idx
+from lakelens.lake import qualified, replace
+from lakelens.schemas import FASHION_MNIST, SCENE_TRUTH
 from lakelens.spark import build_session
 
 log = logging.getLogger("lakelens.import")
@@ -56,26 +63,44 @@ def fashion_mnist_rows(folder: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def scene_truth_rows(folder: Path) -> pd.DataFrame:
+    """The ground truth of one ``jobs.synth`` folder, with the folder as ``source``."""
+    path = folder / "ground_truth.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"no ground_truth.parquet in {folder} (make one with jobs.synth)")
+    rows = pq.read_table(path).to_pandas(integer_object_nulls=True)  # null groups stay null, not NaN
+    rows["source"] = str(folder.resolve())
+    return rows
+
+
 def _png(pixels) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels, "L").save(buf, format="PNG")
     return buf.getvalue()
 
 
+# name -> (rows of one folder, table, the columns that identify a row across folders)
+DATASETS = {
+    "fashion-mnist": (fashion_mnist_rows, FASHION_MNIST, ["split", "index"]),
+    "scenes": (scene_truth_rows, SCENE_TRUTH, ["image_id"]),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser("jobs.import_dataset", __doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["fashion-mnist"])
-    parser.add_argument("--dir", action="append", help=f"folder(s) with the idx files (default {DEFAULT_DIR})")
+    parser.add_argument("dataset", choices=sorted(DATASETS))
+    parser.add_argument("--dir", action="append", help=f"folder(s) to import (fashion-mnist default: {DEFAULT_DIR})")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
-    rows = pd.concat([fashion_mnist_rows(Path(d)) for d in (args.dir or [DEFAULT_DIR])], ignore_index=True)
-    rows = rows.drop_duplicates(["split", "index"])
+    read_rows, spec, key = DATASETS[args.dataset]
+    if not args.dir and args.dataset != "fashion-mnist":
+        parser.error(f"{args.dataset} needs --dir")
+    rows = pd.concat([read_rows(Path(d)) for d in (args.dir or [DEFAULT_DIR])], ignore_index=True)
+    rows = rows.drop_duplicates(key)
     spark = build_session(cfg)
-    table = f"{cfg.lake.database}.fashion_mnist"
-    schema = "image_id string, bytes binary, label int, class_name string, split string, index long"
-    spark.createDataFrame(rows, schema).repartition(16).write.mode("overwrite").saveAsTable(table)
-    counts = {r["split"]: r["count"] for r in spark.table(table).groupBy("split").count().collect()}
-    print(f"imported fashion-mnist into {table}: {counts}")
+    # pandas to Spark with a schema matches columns by position: order them as the table declares.
+    replace(spark.createDataFrame(rows[spec.columns], spec.schema).repartition(16), cfg, spec)
+    print(f"imported {args.dataset}: {len(rows)} rows into {qualified(cfg, spec)}")
     return 0
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
-from lakelens.lake import lake_uri
+from lakelens.lake import lake_uri, read_table
+from lakelens.schemas import IMAGES
 from lakelens.spark import build_session
 from models.classifier import Classifier
 from models.data import Preprocessing, petastorm_url
@@ -31,19 +33,55 @@ log = logging.getLogger("lakelens.train")
 MODELS = ("classifier",)
 
 
-def transform_training_rows(table: DataFrame, label_column: str, holdout_percent: int) -> DataFrame:
-    """(image_id, bytes, label, holdout) for every row with bytes and no error; ``holdout`` is stable per image:
-    the first 8 hex digits of SHA-256(image_id), mod 100, below ``holdout_percent``."""
+def transform_with_bytes(table: DataFrame, images: DataFrame) -> DataFrame:
+    """Ground truth joined to the ``images`` table's bytes and error when it has no bytes of its own."""
+    if "bytes" in table.columns:
+        return table
+    return table.join(images.select("image_id", "bytes", "error"), on="image_id", how="inner")
+
+
+def transform_training_rows(
+    table: DataFrame, label_column: str, holdout_percent: int, classes: Sequence[str] | None = None
+) -> DataFrame:
+    """(image_id, bytes, label, holdout) for every row with bytes and no error.
+
+    ``label`` is the integer class id, or with ``classes`` (multi-label: the column holds lists of class names) the
+    distinct ids of the names in the list. ``holdout`` is stable per image: the first 8 hex digits of
+    SHA-256(image_id), mod 100, below ``holdout_percent``.
+    """
     rows = table.filter(F.col("bytes").isNotNull())
     if "error" in table.columns:
         rows = rows.filter(F.col("error").isNull())
+    if classes is None:
+        label = F.col(label_column).cast("long")
+    else:
+        names = F.array(*[F.lit(c) for c in classes])
+        ids = F.transform(F.col(label_column), lambda name: F.array_position(names, name) - 1)
+        label = F.array_distinct(F.filter(ids, lambda i: i >= 0))
     bucket = F.conv(F.substring(F.sha2(F.col("image_id"), 256), 1, 8), 16, 10).cast("long") % 100
-    return rows.select(
-        "image_id",
-        "bytes",
-        F.col(label_column).cast("long").alias("label"),
-        (bucket < holdout_percent).alias("holdout"),
-    )
+    return rows.select("image_id", "bytes", label.alias("label"), (bucket < holdout_percent).alias("holdout"))
+
+
+def load_snapshot(parts: dict[str, DataFrame], folder: str) -> dict[str, int]:
+    """Write each part as Parquet under ``folder`` (never over an existing snapshot); rows per part."""
+    counts = {}
+    for part, rows in parts.items():
+        # Several files, so petastorm can shuffle row groups between epochs.
+        rows.drop("holdout").repartition(8).write.mode("error").parquet(f"{folder}/{part}")
+        counts[part] = rows.sparkSession.read.parquet(f"{folder}/{part}").count()
+    return counts
+
+
+def class_names(table: DataFrame, label_column: str, given: str | None) -> tuple[list[str], bool]:
+    """Class names in id order and whether the task is multi-label (the label column holds lists of names)."""
+    multi_label = isinstance(table.schema[label_column].dataType, ArrayType)
+    if given:
+        return given.split(","), multi_label
+    if multi_label:
+        names = table.select(F.explode(label_column).alias("name")).distinct().collect()
+        return sorted(r["name"] for r in names), True
+    top = table.agg(F.max(label_column)).first()[0]
+    return [str(i) for i in range(int(top) + 1)], False
 
 
 def registry_root(cfg: Config) -> Path:
@@ -88,41 +126,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spark = build_session(cfg)
     table_name = args.data if "." in args.data else f"{cfg.lake.database}.{args.data}"
-    table = spark.table(table_name)
-    rows = transform_training_rows(table.where(args.where) if args.where else table, args.label_column,
-                                   args.holdout_percent)  # fmt: skip
+    table = transform_with_bytes(spark.table(table_name), read_table(spark, cfg, IMAGES))
+    classes, multi_label = class_names(table, args.label_column, args.classes)
+    label_names = classes if multi_label else None
+    rows = transform_training_rows(
+        table.where(args.where) if args.where else table, args.label_column, args.holdout_percent, label_names
+    )
     name = args.name or args.model
-    snapshot = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = f"{lake_uri(cfg)}/training/{name}/{snapshot}"
+    folder = f"{lake_uri(cfg)}/training/{name}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     parts = {"train": rows.filter(~F.col("holdout")), "holdout": rows.filter(F.col("holdout"))}
     if args.eval_where:
-        parts["eval"] = transform_training_rows(table.where(args.eval_where), args.label_column, 0)
-    counts = {}
-    for part, selected in parts.items():
-        # Several files, so petastorm can shuffle row groups between epochs.
-        selected.drop("holdout").repartition(8).write.mode("error").parquet(f"{folder}/{part}")
-        counts[part] = spark.read.parquet(f"{folder}/{part}").count()
-    labels = sorted(r["label"] for r in spark.read.parquet(f"{folder}/train").select("label").distinct().collect())
-    classes = args.classes.split(",") if args.classes else [str(i) for i in range(max(labels) + 1)]
-    log.info("train: %s rows for training, %s held out, %d classes, snapshot %s", counts["train"],
-             counts["holdout"], len(classes), folder)  # fmt: skip
+        parts["eval"] = transform_training_rows(table.where(args.eval_where), args.label_column, 0, label_names)
+    counts = load_snapshot(parts, folder)
+    log.info("train: %s rows for training, %s held out, %d classes%s, snapshot %s", counts["train"],
+             counts["holdout"], len(classes), " (multi-label)" if multi_label else "", folder)  # fmt: skip
 
     prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
-    arch_args = {"num_classes": len(classes), "in_channels": args.channels}
+    arch_args = {"num_classes": len(classes), "in_channels": args.channels, "multi_label": multi_label}
     model = Classifier(**arch_args)
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = pick_device()
     history = train_classifier(model, petastorm_url(f"{folder}/train"), prep, settings, device)
-    held_out = evaluate_classifier(model, petastorm_url(f"{folder}/holdout"), prep, device)
-    metrics = {
-        "holdout_accuracy": held_out["accuracy"],
-        "holdout_loss": held_out["loss"],
-        "train_accuracy": history[-1]["accuracy"],
-        "train_images_per_s": history[-1]["images_per_s"],
-    }
-    if "eval" in parts:
-        extra = evaluate_classifier(model, petastorm_url(f"{folder}/eval"), prep, device)
-        metrics |= {"eval_accuracy": extra["accuracy"], "eval_loss": extra["loss"]}
+    metrics = {f"train_{k}": v for k, v in history[-1].items() if k != "rows"}
+    for part in parts.keys() - {"train"}:
+        scores = evaluate_classifier(model, petastorm_url(f"{folder}/{part}"), prep, device)
+        metrics |= {f"{part}_{k}": v for k, v in scores.items() if k != "rows"}
     manifest = Manifest.new(
         name,
         args.model,
@@ -131,11 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         classes=classes,
         training={
             "table": table_name,
-            "rows_train": counts["train"],
-            "rows_holdout": counts["holdout"],
             "where": args.where,
             "eval_where": args.eval_where,
-            "rows_eval": counts.get("eval", 0),
+            **{f"rows_{part}": n for part, n in counts.items()},
             "snapshot": folder,
             "holdout": f"sha256(image_id)[:8] mod 100 < {args.holdout_percent}",
             "epochs": args.epochs,

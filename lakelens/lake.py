@@ -101,6 +101,12 @@ def append(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
     conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=False)
 
 
+def replace(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
+    """Replace a lake table's rows (for tables rebuilt whole from a source, so a re-run is idempotent)."""
+    ensure_table(spark=df.sparkSession, cfg=cfg, spec=spec)
+    conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=True)
+
+
 def _check_same(spec: TableSpec, actual: StructType, what: str, strict: bool) -> None:
     """Same column names and types (nullability aside); ``strict`` also refuses extra columns."""
     want = {f.name: f.dataType for f in spec.schema.fields}

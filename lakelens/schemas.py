@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
+    ArrayType,
     BinaryType,
     DateType,
     IntegerType,
@@ -76,4 +77,45 @@ IMAGE_URIS = TableSpec(
     partition_by=("ingest_date",),
 )
 
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (IMAGES, IMAGE_URIS)}
+_BOX = StructType([_f(n, IntegerType()) for n in ("x0", "y0", "w", "h")])
+
+SCENE_TRUTH = TableSpec(
+    name="scene_truth",
+    description="Ground truth of synthetic scenes (jobs.synth), joined to images by image_id.",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("file", StringType()),  # relative to the synth folder
+            _f("scene_id", LongType()),
+            _f("width", IntegerType()),
+            _f("height", IntegerType()),
+            _f("labels", ArrayType(StringType())),  # shape per object, in object order
+            _f("colours", ArrayType(StringType())),
+            _f("sizes", ArrayType(StringType())),
+            _f("boxes", ArrayType(_BOX)),  # visible extent per object, pixels
+            _f("mask", BinaryType()),  # PNG of the uint8 class mask (0 background, 1.. shape classes)
+            _f("caption", StringType()),
+            _f("dup_group", LongType()),  # planted near-duplicate group, null if none
+            _f("transform", StringType()),  # original, relayout, or the near-duplicate transform
+            _f("similar_group", LongType()),
+            _f("source", StringType()),  # the synth folder the row came from
+        ]
+    ),
+)
+
+FASHION_MNIST = TableSpec(
+    name="fashion_mnist",
+    description="Fashion-MNIST as PNG rows with labels (jobs.import_dataset).",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("bytes", BinaryType()),
+            _f("label", IntegerType()),
+            _f("class_name", StringType()),
+            _f("split", StringType()),
+            _f("index", LongType()),
+        ]
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (IMAGES, IMAGE_URIS, SCENE_TRUTH, FASHION_MNIST)}

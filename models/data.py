@@ -51,14 +51,24 @@ def to_tensor_array(data: bytes, prep: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
-def decode_rows(rows: pd.DataFrame, prep: Preprocessing, bytes_field: str, label_field: str) -> pd.DataFrame:
-    """petastorm transform: (bytes, label) rows -> (pixels float32 [C, H, W], label int64) rows."""
-    return pd.DataFrame(
-        {
-            "pixels": [to_tensor_array(b, prep) for b in rows[bytes_field]],
-            "label": rows[label_field].astype(np.int64).to_numpy(),
-        }
-    )
+def multi_hot(ids: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class ids (any length) -> float32 [num_classes] with 1 at each id."""
+    target = np.zeros(num_classes, np.float32)
+    target[np.asarray(ids, dtype=np.int64)] = 1.0
+    return target
+
+
+def decode_rows(
+    rows: pd.DataFrame, prep: Preprocessing, bytes_field: str, label_field: str, num_classes: int | None
+) -> pd.DataFrame:
+    """petastorm transform: (bytes, label) rows -> (pixels float32 [C, H, W], label) rows.
+
+    ``label`` is an int64 class id, or with ``num_classes`` (multi-label) a list of ids made float32 [K] multi-hot.
+    """
+    pixels = [to_tensor_array(b, prep) for b in rows[bytes_field]]
+    if num_classes is None:
+        return pd.DataFrame({"pixels": pixels, "label": rows[label_field].astype(np.int64).to_numpy()})
+    return pd.DataFrame({"pixels": pixels, "label": [multi_hot(ids, num_classes) for ids in rows[label_field]]})
 
 
 @contextmanager
@@ -72,8 +82,10 @@ def table_loader(
     shuffle: bool = True,
     seed: int = 0,
     workers: int = 2,
+    num_classes: int | None = None,
 ) -> Iterator[DataLoader]:
-    """A torch DataLoader over a Parquet table: batches {"pixels": float32 [N, C, H, W], "label": int64 [N]}.
+    """A torch DataLoader over a Parquet table: batches {"pixels": float32 [N, C, H, W], "label": int64 [N]}, or
+    with ``num_classes`` (multi-label: the label column holds lists of class ids) "label": float32 [N, K].
 
     Args:
         url: the table's Parquet dataset, as petastorm takes it (``file:///abs/path`` for local files).
@@ -84,10 +96,10 @@ def table_loader(
         workers: petastorm reader threads.
     """
     transform = TransformSpec(
-        partial(decode_rows, prep=prep, bytes_field=bytes_field, label_field=label_field),
+        partial(decode_rows, prep=prep, bytes_field=bytes_field, label_field=label_field, num_classes=num_classes),
         edit_fields=[
             ("pixels", np.float32, (prep.channels, prep.size, prep.size), False),
-            ("label", np.int64, (), False),
+            ("label", np.int64, (), False) if num_classes is None else ("label", np.float32, (num_classes,), False),
         ],
         selected_fields=["pixels", "label"],
     )

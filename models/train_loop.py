@@ -39,22 +39,53 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class Tally:
+    """Running loss and quality of a classifier: accuracy (single-label) or micro F1 at 0.5 (multi-label)."""
+
+    def __init__(self, multi_label: bool) -> None:
+        self.multi_label = multi_label
+        self.seen, self.loss, self.correct, self.tp, self.fp, self.fn = 0, 0.0, 0, 0, 0, 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: float) -> None:
+        self.seen += len(labels)
+        self.loss += loss * len(labels)
+        if self.multi_label:
+            predicted, actual = logits > 0, labels > 0.5
+            self.tp += (predicted & actual).sum().item()
+            self.fp += (predicted & ~actual).sum().item()
+            self.fn += (~predicted & actual).sum().item()
+        else:
+            self.correct += (logits.argmax(1) == labels).sum().item()
+
+    def result(self) -> dict[str, float]:
+        if self.seen == 0:
+            raise ValueError("no rows were scored")
+        quality = (
+            {"f1": 2 * self.tp / max(2 * self.tp + self.fp + self.fn, 1)}
+            if self.multi_label
+            else {"accuracy": self.correct / self.seen}
+        )
+        return {**quality, "loss": self.loss / self.seen, "rows": float(self.seen)}
+
+
 def train_classifier(
     model: Classifier, train_url: str, prep: Preprocessing, settings: TrainSettings, device: torch.device
 ) -> list[dict[str, float]]:
-    """Train in place on the table at ``train_url``; returns per-epoch {loss, accuracy, images_per_s}."""
+    """Train in place on the table at ``train_url``; returns per epoch {accuracy or f1, loss, rows, images_per_s}."""
     seed_everything(settings.seed)
     model.to(device).train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    num_classes = _multi_label_classes(model)
     history = []
     for epoch in range(settings.epochs):
-        started, seen, correct, total_loss = time.perf_counter(), 0, 0, 0.0
+        started, tally = time.perf_counter(), Tally(model.multi_label)
         with table_loader(
-            train_url, prep, settings.batch_size, seed=settings.seed + epoch, workers=settings.workers
-        ) as loader:
+            train_url, prep, settings.batch_size, seed=settings.seed + epoch, workers=settings.workers,
+            num_classes=num_classes,
+        ) as loader:  # fmt: skip
             for batch in loader:
                 images = batch["pixels"].to(device, non_blocking=True)
                 labels = batch["label"].to(device, non_blocking=True)
@@ -65,16 +96,14 @@ def train_classifier(
                 scaler.scale(loss).backward()
                 scaler.step(optimiser)
                 scaler.update()
-                seen += len(labels)
-                total_loss += loss.item() * len(labels)
-                correct += (logits.argmax(1) == labels).sum().item()
+                tally.add(logits.detach().float(), labels, loss.item())
         scheduler.step()
-        seconds = time.perf_counter() - started
-        stats = {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1), "images_per_s": seen / seconds}
+        stats = {**tally.result(), "images_per_s": tally.seen / (time.perf_counter() - started)}
         history.append(stats)
+        quality = "f1" if model.multi_label else "accuracy"
         log.info(
-            "epoch %d/%d: loss %.4f, train accuracy %.4f, %.0f images/s",
-            epoch + 1, settings.epochs, stats["loss"], stats["accuracy"], stats["images_per_s"],
+            "epoch %d/%d: loss %.4f, train %s %.4f, %.0f images/s",
+            epoch + 1, settings.epochs, stats["loss"], quality, stats[quality], stats["images_per_s"],
         )  # fmt: skip
     return history
 
@@ -83,16 +112,16 @@ def train_classifier(
 def evaluate_classifier(
     model: Classifier, url: str, prep: Preprocessing, device: torch.device, batch_size: int = 256
 ) -> dict[str, float]:
-    """Accuracy and mean loss over every row of the table at ``url``."""
+    """Accuracy (or micro F1 for multi-label), mean loss and rows over every row of the table at ``url``."""
     model.to(device).eval()
-    seen, correct, total_loss = 0, 0, 0.0
-    with table_loader(url, prep, batch_size, shuffle=False) as loader:
+    tally = Tally(model.multi_label)
+    with table_loader(url, prep, batch_size, shuffle=False, num_classes=_multi_label_classes(model)) as loader:
         for batch in loader:
             images, labels = batch["pixels"].to(device), batch["label"].to(device)
             logits = model(images)["logits"]
-            total_loss += model.loss(logits, labels).item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(labels)
-    if seen == 0:
-        raise ValueError(f"no rows to evaluate in {url}")
-    return {"accuracy": correct / seen, "loss": total_loss / seen, "rows": float(seen)}
+            tally.add(logits, labels, model.loss(logits, labels).item())
+    return tally.result()
+
+
+def _multi_label_classes(model: Classifier) -> int | None:
+    return model.head[-1].out_features if model.multi_label else None
