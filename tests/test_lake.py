@@ -77,7 +77,8 @@ def test_an_existing_table_with_another_schema_fails_loudly(spark, cfg) -> None:
 
 def test_partition_columns_come_last() -> None:
     for spec in TABLES.values():
-        assert spec.columns[-len(spec.partition_by) :] == list(spec.partition_by)
+        n = len(spec.partition_by)
+        assert spec.columns[len(spec.columns) - n :] == list(spec.partition_by)
     with pytest.raises(ValueError, match="must come last"):
         TableSpec("bad", IMAGE_URIS.schema, partition_by=("uri",))
 
