@@ -28,7 +28,8 @@ def test_coco128_photos_are_all_good_with_their_sizes(spark, cfg) -> None:
             return ImageOps.exif_transpose(img).size
 
     expected = spark.createDataFrame(
-        [(f"file:{p}", *upright_size(p), "JPEG") for p in files], "uri string, width int, height int, format string"
+        [(f"file:{p.resolve()}", *upright_size(p), "JPEG") for p in files],
+        "uri string, width int, height int, format string",
     )
     assertDataFrameEqual(read_table(spark, cfg, IMAGES).select("uri", "width", "height", "format"), expected)
 
