@@ -31,6 +31,7 @@ from torch import nn
 # Architecture name -> "module:Class". Only these are ever built from a manifest.
 ARCHITECTURES: dict[str, str] = {
     "classifier": "models.classifier:Classifier",
+    "embedder": "models.embedder:Embedder",
 }
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from models.classifier import Classifier
+from models.embedder import Embedder
 from models.registry import Manifest, RegistryError, load_model, register_weights, save_model
 
 ARGS = {"num_classes": 3, "in_channels": 1, "widths": [4, 8]}
@@ -30,6 +31,15 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
     assert manifest == entry
     x = torch.randn(5, 1, 16, 16)
     assert torch.equal(loaded(x)["logits"], model(x)["logits"])
+
+
+def test_embedder_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    model = Embedder(dim=8, in_channels=1, widths=(4, 8)).eval()
+    save_model(model, Manifest.new("vec", "embedder", {"dim": 8, "in_channels": 1, "widths": [4, 8]}), tmp_path)
+    loaded, _ = load_model(tmp_path, "vec")
+    x = torch.randn(3, 1, 16, 16)
+    assert torch.equal(loaded(x)["vectors"], model(x)["vectors"])
 
 
 def test_versions_increase_and_latest_is_default(tmp_path: Path) -> None:
@@ -54,7 +64,7 @@ def test_unknown_architecture_is_refused(tmp_path: Path) -> None:
     entry = save_model(trained(), Manifest.new("tiny", "classifier", ARGS), tmp_path)
     path = tmp_path / "tiny" / entry.version / "manifest.json"
     path.write_text(path.read_text().replace('"architecture": "classifier"', '"architecture": "os.system"'))
-    with pytest.raises(RegistryError, match="unknown architecture 'os.system'; known: classifier"):
+    with pytest.raises(RegistryError, match="unknown architecture 'os.system'; known: classifier, embedder"):
         load_model(tmp_path, "tiny")
 
 
