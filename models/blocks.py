@@ -24,3 +24,12 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [N, C_in, H, W] -> [N, C_out, H', W'] (H' = H / 2 when downsampling)."""
         return self.layers(x)
+
+
+def downsampling_stages(in_channels: int, widths: tuple[int, ...]) -> tuple[nn.Sequential, int]:
+    """ConvBlocks that each halve H and W, one per width; returns them and their output channels."""
+    stages, channels = [], in_channels
+    for width in widths:
+        stages.append(ConvBlock(channels, width, downsample=True))
+        channels = width
+    return nn.Sequential(*stages), channels

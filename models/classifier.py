@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import ConvBlock
+from models.blocks import downsampling_stages
 
 
 class Classifier(nn.Module):
@@ -33,11 +33,7 @@ class Classifier(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        stages, channels = [], in_channels
-        for width in widths:
-            stages.append(ConvBlock(channels, width, downsample=True))
-            channels = width
-        self.features = nn.Sequential(*stages)
+        self.features, channels = downsampling_stages(in_channels, widths)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
         self.multi_label = multi_label
 

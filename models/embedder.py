@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import ConvBlock
+from models.blocks import downsampling_stages
 
 
 class Embedder(nn.Module):
@@ -24,11 +24,7 @@ class Embedder(nn.Module):
         super().__init__()
         if dim < 2:
             raise ValueError(f"dim must be >= 2, got {dim}")
-        stages, channels = [], in_channels
-        for width in widths:
-            stages.append(ConvBlock(channels, width, downsample=True))
-            channels = width
-        self.features = nn.Sequential(*stages)
+        self.features, channels = downsampling_stages(in_channels, widths)
         self.project = nn.Linear(channels, dim)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
