@@ -26,11 +26,19 @@ from lakelens.schemas import IMAGES
 from lakelens.spark import build_session
 from models.classifier import Classifier
 from models.data import Preprocessing, petastorm_url
+from models.embedder import Embedder
 from models.registry import Manifest, register_weights, save_model
-from models.train_loop import TrainSettings, evaluate_classifier, pick_device, train_classifier
+from models.train_loop import (
+    TrainSettings,
+    evaluate_classifier,
+    evaluate_embedder,
+    pick_device,
+    train_classifier,
+    train_embedder,
+)
 
 log = logging.getLogger("lakelens.train")
-MODELS = ("classifier",)
+MODELS = ("classifier", "embedder")
 
 
 def transform_with_bytes(table: DataFrame, images: DataFrame) -> DataFrame:
@@ -110,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
     parser.add_argument("--holdout-percent", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dim", type=int, default=64, help="embedder: vector length (default 64)")
     parser.add_argument("--register", metavar="WEIGHTS", help="register a safetensors file trained elsewhere")
     parser.add_argument("--manifest", help="the manifest (JSON) that goes with --register")
     args = parser.parse_args(argv)
@@ -142,14 +151,20 @@ def main(argv: Sequence[str] | None = None) -> int:
              counts["holdout"], len(classes), " (multi-label)" if multi_label else "", folder)  # fmt: skip
 
     prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
-    arch_args = {"num_classes": len(classes), "in_channels": args.channels, "multi_label": multi_label}
-    model = Classifier(**arch_args)
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = pick_device()
-    history = train_classifier(model, petastorm_url(f"{folder}/train"), prep, settings, device)
+    if args.model == "embedder":
+        if multi_label:
+            raise ValueError("the embedder learns from one class id per image; --label-column holds lists")
+        arch_args = {"dim": args.dim, "in_channels": args.channels}
+        model, train, evaluate = Embedder(**arch_args), train_embedder, evaluate_embedder
+    else:
+        arch_args = {"num_classes": len(classes), "in_channels": args.channels, "multi_label": multi_label}
+        model, train, evaluate = Classifier(**arch_args), train_classifier, evaluate_classifier
+    history = train(model, petastorm_url(f"{folder}/train"), prep, settings, device)
     metrics = {f"train_{k}": v for k, v in history[-1].items() if k != "rows"}
     for part in parts.keys() - {"train"}:
-        scores = evaluate_classifier(model, petastorm_url(f"{folder}/{part}"), prep, device)
+        scores = evaluate(model, petastorm_url(f"{folder}/{part}"), prep, device)
         metrics |= {f"{part}_{k}": v for k, v in scores.items() if k != "rows"}
     manifest = Manifest.new(
         name,

@@ -45,7 +45,7 @@ def test_training_rows_skip_errors_and_split_stably(spark, labelled_table: str) 
 def test_train_job_registers_a_model_that_predicts(spark, cfg, labelled_table: str, tmp_path: Path, capsys) -> None:
     args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}", "--set",
             f"models.registry={tmp_path}", "--set", "spark.master=local[2]"]  # fmt: skip
-    code = main([*args, "--data", "shapes", "--epochs", "6", "--size", "16", "--batch-size", "16",
+    code = main([*args, "--data", "shapes", "--epochs", "10", "--size", "16", "--batch-size", "16",
                  "--holdout-percent", "25", "--classes", "red,green,blue", "--name", "colours",
                  "--where", "image_id >= 'img010'", "--eval-where", "image_id < 'img010'"])  # fmt: skip
     assert code == 0
@@ -69,3 +69,22 @@ def test_train_job_registers_a_model_that_predicts(spark, cfg, labelled_table: s
     )
     assert main([*args, "--register", str(weights), "--manifest", str(manifest_file)]) == 0
     assert load_model(tmp_path, "colours")[1].version == "v2"
+
+
+def test_train_job_embedder_separates_the_colours(spark, cfg, labelled_table: str, tmp_path: Path, capsys) -> None:
+    args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}", "--set",
+            f"models.registry={tmp_path}", "--set", "spark.master=local[2]"]  # fmt: skip
+    code = main([*args, "--model", "embedder", "--data", "shapes", "--epochs", "6", "--size", "16",
+                 "--batch-size", "24", "--dim", "8", "--holdout-percent", "25",
+                 "--name", "colour-vectors"])  # fmt: skip
+    assert code == 0
+    model, manifest = load_model(tmp_path, "colour-vectors")
+    assert manifest.architecture == "embedder" and manifest.arch_args == {"dim": 8, "in_channels": 3}
+    assert manifest.metrics["holdout_recall_at_1"] == 1.0
+    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
+    images = [coloured_image(label, seed) for seed in (500, 501) for label in (0, 1, 2)]
+    vectors = model(torch.stack([torch.from_numpy(to_tensor_array(b, prep)) for b in images]))["vectors"]
+    similarity = vectors @ vectors.T  # rows 0-2 and 3-5: red, green, blue twice
+    for label in range(3):
+        others = [similarity[label, other] for other in range(3, 6) if other != label + 3]
+        assert all(similarity[label, label + 3] > other for other in others)
