@@ -137,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table_name = args.data if "." in args.data else f"{cfg.lake.database}.{args.data}"
     table = transform_with_bytes(spark.table(table_name), read_table(spark, cfg, IMAGES))
     classes, multi_label = class_names(table, args.label_column, args.classes)
+    if multi_label and args.model == "embedder":
+        raise ValueError("the embedder learns from one class id per image; --label-column holds lists")
     label_names = classes if multi_label else None
     rows = transform_training_rows(
         table.where(args.where) if args.where else table, args.label_column, args.holdout_percent, label_names
@@ -154,8 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = pick_device()
     if args.model == "embedder":
-        if multi_label:
-            raise ValueError("the embedder learns from one class id per image; --label-column holds lists")
         arch_args = {"dim": args.dim, "in_channels": args.channels}
         model, train, evaluate = Embedder(**arch_args), train_embedder, evaluate_embedder
     else:
