@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
-from lakelens.lake import lake_uri
+from lakelens.lake import lake_uri, local_lake_root
 from lakelens.scenes import generate_scenes
 from lakelens.spark import build_session
 
@@ -25,9 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     root = lake_uri(cfg)
-    if not root.startswith("file:"):
-        raise ValueError(f"the demo writes its scenes into a local lake; got {root}")
-    scenes = Path(root.removeprefix("file:")) / "sources" / f"synth-n{args.n}-seed{args.seed}"
+    scenes = local_lake_root(cfg, "the demo", "give it a local --lake") / "sources" / f"synth-n{args.n}-seed{args.seed}"
 
     log.info("demo: making %d synthetic scenes in %s", args.n, scenes)
     made = generate_scenes(scenes, n=args.n, seed=args.seed)

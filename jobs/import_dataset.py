@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from lakelens.idx import read_idx
 from lakelens.lake import qualified, replace
 from lakelens.schemas import FASHION_MNIST, SCENE_TRUTH
 from lakelens.spark import build_session
-
-log = logging.getLogger("lakelens.import")
 
 FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle boot"]  # fmt: skip

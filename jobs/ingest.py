@@ -148,40 +148,43 @@ def ingest(
     ingest_cfg = cfg.ingest
 
     table = spark.read.parquet(normalise_uri(source)) if fmt == "parquet" else None
-    candidates = unseen = None
-    with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(ingest_cfg.arrow_batch_rows)):
-        if table is not None and binary_columns(table):
-            listed = table.count()
-            read = transform_check_bytes(table, normalise_uri(source), ingest_cfg)
-            unchanged = 0
-        else:
-            candidates, listed = extract_candidates(spark, cfg, source, fmt)
-            unseen, to_read = candidates, listed
-            if known_uris is not None:
-                unseen = transform_unseen(candidates, known_uris).persist(StorageLevel.MEMORY_AND_DISK)
-                to_read = unseen.count()
-            unchanged = listed - to_read
-            log.info(
-                "ingest: %d files listed, %d unchanged since the last ingest, %d to read", listed, unchanged, to_read
-            )
-            if to_read == 0:  # an unchanged source: nothing to read, nothing to write
-                for cached in (unseen, candidates):
-                    cached.unpersist()
-                return IngestCounts(listed, unchanged, 0, 0, 0, 0, 0, 0, time.monotonic() - started)
-            read = transform_read(unseen, read_partitions(spark, to_read, cfg), ingest_cfg)
+    candidates = unseen = read = None  # cached along the way; released however the run ends
+    try:
+        with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(ingest_cfg.arrow_batch_rows)):
+            if table is not None and binary_columns(table):
+                listed = table.count()
+                read = transform_check_bytes(table, normalise_uri(source), ingest_cfg)
+                unchanged = 0
+            else:
+                candidates, listed = extract_candidates(spark, cfg, source, fmt)
+                unseen, to_read = candidates, listed
+                if known_uris is not None:
+                    unseen = transform_unseen(candidates, known_uris).persist(StorageLevel.MEMORY_AND_DISK)
+                    to_read = unseen.count()
+                unchanged = listed - to_read
+                log.info(
+                    "ingest: %d files listed, %d unchanged since the last ingest, %d to read",
+                    listed,
+                    unchanged,
+                    to_read,
+                )
+                if to_read == 0:  # an unchanged source: nothing to read, nothing to write
+                    return IngestCounts(listed, unchanged, 0, 0, 0, 0, 0, 0, time.monotonic() - started)
+                read = transform_read(unseen, read_partitions(spark, to_read, cfg), ingest_cfg)
 
-        # Files are read once, into the cache, by this count; both writes then take rows from the cache.
-        read = read.persist(StorageLevel.MEMORY_AND_DISK)
-        with stage_progress(spark, "ingest: reading", total_rows=listed - unchanged):
-            totals = read.agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors")).first()
-        images_seen, uris_seen = Observation("images"), Observation("uris")
-        n_read, n_errors = int(totals["n"]), int(totals["errors"])
-        broadcast_ids = n_read <= ingest_cfg.broadcast_rows
-        new_images = transform_new_images(read, known_images, ingest_date, broadcast_ids)
-        # images first: a crash before image_uris is written only makes the next run read those files again.
-        append(new_images.observe(images_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGES)
-        new_uris = transform_new_uris(read, known_uris, ingest_date)
-        append(new_uris.observe(uris_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGE_URIS)
+            # Files are read once, into the cache, by this count; both writes then take rows from the cache.
+            read = read.persist(StorageLevel.MEMORY_AND_DISK)
+            with stage_progress(spark, "ingest: reading", total_rows=listed - unchanged):
+                totals = read.agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors")).first()
+            images_seen, uris_seen = Observation("images"), Observation("uris")
+            n_read, n_errors = int(totals["n"]), int(totals["errors"])
+            broadcast_ids = n_read <= ingest_cfg.broadcast_rows
+            new_images = transform_new_images(read, known_images, ingest_date, broadcast_ids)
+            # images first: a crash before image_uris is written only makes the next run read those files again.
+            append(new_images.observe(images_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGES)
+            new_uris = transform_new_uris(read, known_uris, ingest_date)
+            append(new_uris.observe(uris_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGE_URIS)
+    finally:
         for cached in (read, unseen, candidates):
             if cached is not None:
                 cached.unpersist()

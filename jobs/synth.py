@@ -7,13 +7,10 @@ and similar groups). Deterministic per seed; a re-run with the same parameters l
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.scenes import generate_scenes
-
-log = logging.getLogger("lakelens.synth")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from pyspark.sql.types import ArrayType
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
-from lakelens.lake import lake_uri, read_table
+from lakelens.lake import lake_uri, local_lake_root, read_table
 from lakelens.schemas import IMAGES
 from lakelens.spark import build_session
 from models.classifier import Classifier
@@ -96,10 +96,7 @@ def registry_root(cfg: Config) -> Path:
     """The registry folder: ``models.registry``, else ``<lake root>/models`` (a local lake)."""
     if cfg.models.registry:
         return Path(cfg.models.registry)
-    root = lake_uri(cfg)
-    if not root.startswith("file:"):
-        raise ValueError(f"set models.registry to a local folder: the lake root {root} is not local")
-    return Path(root.removeprefix("file:")) / "models"
+    return local_lake_root(cfg, "the model registry", "set models.registry to a local folder") / "models"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

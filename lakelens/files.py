@@ -38,11 +38,14 @@ def normalise_uri(path_or_uri: str) -> str:
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem and the path on it for a URI."""
+    if uri.startswith("file:/") and not uri.startswith("file://"):
+        # Already the lake's canonical form: skip normalising, whose realpath costs syscalls on every read.
+        return _local(), uri.removeprefix("file:")
     uri = normalise_uri(uri)
     if uri.startswith("file:"):
         return _local(), uri.removeprefix("file:")
     scheme, rest = uri.split("://", 1)
-    return _remote(_HADOOP_SCHEMES.get(scheme, scheme), rest.split("/", 1)[0]), uri.split("://", 1)[1]
+    return _remote(_HADOOP_SCHEMES.get(scheme, scheme), rest.split("/", 1)[0]), rest
 
 
 @functools.cache

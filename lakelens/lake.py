@@ -27,6 +27,16 @@ def lake_uri(cfg: Config) -> str:
     return "file:" + str(Path(root.removeprefix("file:")).expanduser().resolve())
 
 
+def local_lake_root(cfg: Config, needed_by: str, remedy: str) -> Path:
+    """The lake root as a local folder (created if missing), for what cannot live on a remote filesystem."""
+    uri = lake_uri(cfg)
+    if not uri.startswith("file:"):
+        raise ValueError(f"{needed_by} needs a local lake root, got {uri}; {remedy}")
+    root = Path(uri.removeprefix("file:"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def warehouse_uri(cfg: Config) -> str:
     return f"{lake_uri(cfg)}/warehouse"
 

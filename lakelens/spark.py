@@ -12,7 +12,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakelens.config import CONF_DIR, Config
-from lakelens.lake import ensure_database, lake_uri, warehouse_uri
+from lakelens.lake import ensure_database, lake_uri, local_lake_root, warehouse_uri
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,7 @@ def catalog_conf(cfg: Config) -> dict[str, str]:
 
 
 def _local_root(cfg: Config) -> Path:
-    uri = lake_uri(cfg)
-    if not uri.startswith("file:"):
-        raise ValueError(
-            f"lake.metastore=derby needs a local lake root, got {uri}; use lake.metastore=external on a cluster"
-        )
-    root = Path(uri.removeprefix("file:"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return local_lake_root(cfg, "lake.metastore=derby", "use lake.metastore=external on a cluster")
 
 
 def _driver_java_options(cfg: Config) -> str:
