@@ -1,4 +1,4 @@
-"""The embedded default, end to end: synthetic scenes into a local lake, then where everything is.
+"""The embedded default, end to end: synthetic scenes into a local lake, the default models into its registry.
 
 ``./build.sh demo [--n N] [--seed S] [--lake PATH]`` runs this. Re-running it changes nothing.
 """
@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
-from lakelens.lake import lake_uri, local_lake_root
+from lakelens.lake import lake_uri, local_lake_root, registry_root
 from lakelens.scenes import generate_scenes
 from lakelens.spark import build_session
+from models.registry import install_bundled, model_names
 
 log = logging.getLogger("lakelens.demo")
 
@@ -32,12 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = build_session(cfg)
     counts = ingest(spark, cfg, str(scenes / "images"))
     print(counts.summary())
+    registry = registry_root(cfg)
+    installed = install_bundled(registry)
+    log.info("demo: %d default models installed into %s", len(installed), registry)
     db = cfg.lake.database
     lake_arg = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
     print(
         f"\nlake:         {root}\n"
         f"tables:       {db}.images, {db}.image_uris (Parquet under {root}/warehouse/{db}.db)\n"
         f"scenes:       {scenes}/images, ground truth {scenes}/ground_truth.parquet\n"
+        f"models:       {registry} ({', '.join(model_names(registry)) or 'none'})\n"
         f'query it:     ./build.sh sql "SELECT format, count(*) AS n FROM images GROUP BY format"{lake_arg}'
     )
     return 0

@@ -1,10 +1,12 @@
-"""Import labelled data into lake tables: ``python -m jobs.import_dataset (fashion-mnist|scenes) --dir DIR``.
+"""Import labelled data into lake tables: ``python -m jobs.import_dataset DATASET --dir DIR``.
 
 - fashion-mnist: idx files (Debian's ``dataset-fashion-mnist`` puts both splits in /usr/share/datasets/fashion-mnist);
   each image becomes a PNG row (image_id = SHA-256 of its bytes) with label, class name and split, in
   ``fashion_mnist``.
 - scenes: the ``ground_truth.parquet`` of ``jobs.synth`` folders, in ``scene_truth``; the images themselves come in
   through ``jobs.ingest`` and join by image_id.
+- coco: COCO photos' objects, boxes, semantic masks and captions from coco128-style (YOLO labels) and
+  coco_mini-style (official JSON) folders, in ``coco_truth``; ingest the photos to join them by image_id.
 
 Each import replaces the table's rows, so a re-run is idempotent.
 """
@@ -21,9 +23,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from lakelens.cli import config_from_args, job_parser, run_job
+from lakelens.coco import coco_rows
 from lakelens.idx import read_idx
 from lakelens.lake import qualified, replace
-from lakelens.schemas import FASHION_MNIST, SCENE_TRUTH
+from lakelens.scenes import SCENE_MASK_CLASSES
+from lakelens.schemas import COCO_TRUTH, FASHION_MNIST, SCENE_TRUTH
 from lakelens.spark import build_session
 
 FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -67,6 +71,7 @@ def scene_truth_rows(folder: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"no ground_truth.parquet in {folder} (make one with jobs.synth)")
     rows = pq.read_table(path).to_pandas(integer_object_nulls=True)  # null groups stay null, not NaN
     rows["source"] = str(folder.resolve())
+    rows["mask_classes"] = [list(SCENE_MASK_CLASSES)] * len(rows)
     return rows
 
 
@@ -80,6 +85,7 @@ def _png(pixels) -> bytes:
 DATASETS = {
     "fashion-mnist": (fashion_mnist_rows, FASHION_MNIST, ["split", "index"]),
     "scenes": (scene_truth_rows, SCENE_TRUTH, ["image_id"]),
+    "coco": (coco_rows, COCO_TRUTH, ["image_id"]),
 }
 
 

@@ -7,111 +7,172 @@ registry. ``--register WEIGHTS --manifest FILE`` registers weights trained elsew
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType
+from torch import nn
 
+from jobs.training_rows import (
+    box_targets,
+    class_names,
+    label_targets,
+    load_snapshot,
+    mask_classes,
+    transform_one_caption_per_row,
+    transform_training_rows,
+    transform_with_bytes,
+)
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
-from lakelens.lake import lake_uri, local_lake_root, read_table
+from lakelens.lake import lake_uri, read_table, registry_root
 from lakelens.schemas import IMAGES
-from lakelens.spark import build_session
-from models.classifier import Classifier
+from lakelens.spark import job_session
+from models.captioner_training import evaluate_captioner, train_captioner
 from models.data import Preprocessing, petastorm_url
-from models.embedder import Embedder
-from models.registry import Manifest, register_weights, save_model
-from models.train_loop import (
-    TrainSettings,
-    evaluate_classifier,
-    evaluate_embedder,
-    pick_device,
-    train_classifier,
-    train_embedder,
-)
+from models.detector_training import evaluate_detector, train_detector
+from models.embedder_training import evaluate_embedder, train_embedder
+from models.registry import Manifest, build_model, register_weights, save_model
+from models.segmenter_training import evaluate_segmenter, train_segmenter
+from models.train_loop import TrainSettings, evaluate_classifier, pick_device, train_classifier
+from models.vocabulary import Vocabulary
 
 log = logging.getLogger("lakelens.train")
-MODELS = ("classifier", "embedder")
+KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner")
+# Input side in pixels unless --size says otherwise: the detector needs more for objects of a few pixels.
+DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64}
+# The column holding each kind's targets, unless --label-column says otherwise.
+DEFAULT_TARGET_COLUMN = {
+    "classifier": "label",
+    "embedder": "label",
+    "detector": "labels",
+    "segmenter": "mask",
+    "captioner": "caption",
+}
 
 
-def transform_with_bytes(table: DataFrame, images: DataFrame) -> DataFrame:
-    """Ground truth joined to the ``images`` table's bytes and error when it has no bytes of its own."""
-    if "bytes" in table.columns:
-        return table
-    return table.join(images.select("image_id", "bytes", "error"), on="image_id", how="inner")
+def training_targets(
+    kind: str, table: DataFrame, column: str, given_classes: str | None
+) -> tuple[dict[str, Column], list[str], bool]:
+    """The target columns of ``kind`` from ``table``, the class names in id order, and whether multi-label."""
+    if kind == "embedder":
+        if isinstance(table.schema[column].dataType, ArrayType):
+            raise ValueError("the embedder learns from one label per image (equal labels are positives), not lists")
+        return label_targets(column), given_classes.split(",") if given_classes else [], False
+    if kind == "classifier":
+        classes, multi_label = class_names(table, column, given_classes)
+        return label_targets(column, classes if multi_label else None), classes, multi_label
+    if kind == "detector":
+        classes, _ = class_names(table, column, given_classes)
+        return box_targets("boxes", column, classes), classes, False
+    if kind == "segmenter":
+        classes = given_classes.split(",") if given_classes else mask_classes(table)
+        return {"mask": F.col(column)}, classes, False
+    return {"caption": F.col("caption")}, [], False
 
 
-def transform_training_rows(
-    table: DataFrame, label_column: str, holdout_percent: int, classes: Sequence[str] | None = None
-) -> DataFrame:
-    """(image_id, bytes, label, holdout) for every row with bytes and no error.
-
-    ``label`` is the integer class id, or with ``classes`` (multi-label: the column holds lists of class names) the
-    distinct ids of the names in the list. ``holdout`` is stable per image: the first 8 hex digits of
-    SHA-256(image_id), mod 100, below ``holdout_percent``.
-    """
-    rows = table.filter(F.col("bytes").isNotNull())
-    if "error" in table.columns:
-        rows = rows.filter(F.col("error").isNull())
-    if classes is None:
-        label = F.col(label_column).cast("long")
+def make_model(
+    kind: str, classes: list[str], multi_label: bool, channels: int, dim: int, vocabulary: Vocabulary | None
+) -> tuple[nn.Module, dict]:
+    """An untrained model of ``kind`` and its architecture arguments (as the manifest records them)."""
+    if kind == "classifier":
+        arch_args = {"num_classes": len(classes), "in_channels": channels, "multi_label": multi_label}
+    elif kind == "embedder":
+        arch_args = {"dim": dim, "in_channels": channels}
+    elif kind == "captioner":
+        arch_args = {"vocab_size": len(vocabulary), "in_channels": channels}
     else:
-        names = F.array(*[F.lit(c) for c in classes])
-        ids = F.transform(F.col(label_column), lambda name: F.array_position(names, name) - 1)
-        label = F.array_distinct(F.filter(ids, lambda i: i >= 0))
-    bucket = F.conv(F.substring(F.sha2(F.col("image_id"), 256), 1, 8), 16, 10).cast("long") % 100
-    return rows.select("image_id", "bytes", label.alias("label"), (bucket < holdout_percent).alias("holdout"))
+        arch_args = {"num_classes": len(classes), "in_channels": channels}
+    return build_model(Manifest.new(kind, kind, arch_args)), arch_args
 
 
-def load_snapshot(parts: dict[str, DataFrame], folder: str) -> dict[str, int]:
-    """Write each part as Parquet under ``folder`` (never over an existing snapshot); rows per part."""
-    counts = {}
-    for part, rows in parts.items():
-        # Several files, so petastorm can shuffle row groups between epochs.
-        rows.drop("holdout").repartition(8).write.mode("error").parquet(f"{folder}/{part}")
-        counts[part] = rows.sparkSession.read.parquet(f"{folder}/{part}").count()
-    return counts
+def trainer(kind: str, vocabulary: Vocabulary | None) -> tuple[Callable, Callable]:
+    """(train, evaluate) of ``kind``: train(model, url, prep, settings, device) -> per-epoch history;
+    evaluate(model, url, prep, device) -> metrics."""
+    if kind == "captioner":
+        return partial(train_captioner, vocabulary=vocabulary), partial(evaluate_captioner, vocabulary=vocabulary)
+    return {
+        "classifier": (train_classifier, evaluate_classifier),
+        "embedder": (train_embedder, evaluate_embedder),
+        "detector": (train_detector, evaluate_detector),
+        "segmenter": (train_segmenter, evaluate_segmenter),
+    }[kind]
 
 
-def class_names(table: DataFrame, label_column: str, given: str | None) -> tuple[list[str], bool]:
-    """Class names in id order and whether the task is multi-label (the label column holds lists of names)."""
-    multi_label = isinstance(table.schema[label_column].dataType, ArrayType)
-    if given:
-        return given.split(","), multi_label
-    if multi_label:
-        names = table.select(F.explode(label_column).alias("name")).distinct().collect()
-        return sorted(r["name"] for r in names), True
-    top = table.agg(F.max(label_column)).first()[0]
-    return [str(i) for i in range(int(top) + 1)], False
+@dataclass(frozen=True)
+class Snapshot:
+    """What the Spark part of training made: the snapshot's parts and what the model needs to know of them."""
+
+    table: str
+    column: str
+    folder: str
+    counts: dict[str, int]
+    classes: list[str]
+    multi_label: bool
+    vocabulary: Vocabulary | None
 
 
-def registry_root(cfg: Config) -> Path:
-    """The registry folder: ``models.registry``, else ``<lake root>/models`` (a local lake)."""
-    if cfg.models.registry:
-        return Path(cfg.models.registry)
-    return local_lake_root(cfg, "the model registry", "set models.registry to a local folder") / "models"
+def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
+    """Writes the training snapshot of ``args.data`` under ``<lake>/training/<name>/<UTC time>/``; Spark stops
+    after it (when this job started it), which frees the lake's catalog for other jobs during training."""
+    with job_session(cfg) as spark:
+        table_name = args.data if "." in args.data else f"{cfg.lake.database}.{args.data}"
+        table = transform_with_bytes(spark.table(table_name), read_table(spark, cfg, IMAGES))
+        column = args.label_column or DEFAULT_TARGET_COLUMN[args.model]
+        if args.label_expr:
+            table, column = table.withColumn("label_expr", F.expr(args.label_expr)), "label_expr"
+        if args.model == "captioner":
+            table = transform_one_caption_per_row(table, column)
+        targets, classes, multi_label = training_targets(args.model, table, column, args.classes)
+        chosen = table.where(args.where) if args.where else table
+        rows = transform_training_rows(chosen, targets, args.holdout_percent)
+        name = args.name or args.model
+        folder = f"{lake_uri(cfg)}/training/{name}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        parts = {"train": rows.filter(~F.col("holdout")), "holdout": rows.filter(F.col("holdout"))}
+        if args.eval_where:
+            parts["eval"] = transform_training_rows(table.where(args.eval_where), targets, 0)
+        counts = load_snapshot(parts, folder)
+        log.info("train: %s rows for training, %s held out, %d classes%s, snapshot %s", counts["train"],
+                 counts["holdout"], len(classes), " (multi-label)" if multi_label else "", folder)  # fmt: skip
+        vocabulary = None
+        if args.model == "captioner":
+            captions = spark.read.parquet(f"{folder}/train").select("caption").collect()
+            vocabulary = Vocabulary.build(r["caption"] for r in captions if r["caption"])
+    return Snapshot(table_name, column, folder, counts, classes, multi_label, vocabulary)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser("jobs.train", __doc__.splitlines()[0])
-    parser.add_argument("--model", choices=MODELS, default="classifier", help="what to train")
-    parser.add_argument("--data", help="a table of the lake database (or db.table) with image bytes and labels")
-    parser.add_argument("--label-column", default="label", help="integer class ids 0..K-1 (default: label)")
+    parser.add_argument("--model", choices=KINDS, default="classifier", help="what to train")
+    parser.add_argument("--data", help="a table of the lake database (or db.table) with image bytes and targets")
+    parser.add_argument(
+        "--label-column",
+        help="the targets: class ids (classifier, embedder; default label) or lists of class names (multi-label "
+        "classifier; detector, default labels, with boxes in 'boxes'), the PNG class mask (segmenter, default "
+        "mask), the caption (captioner, default caption; a list of captions gives one row each)",
+    )
+    parser.add_argument(
+        "--label-expr",
+        help="an SQL expression over the table's columns for the targets instead of --label-column, e.g. the "
+        "embedder's content key of scenes: 'xxhash64(array_sort(arrays_zip(labels, colours, sizes)))'",
+    )
     parser.add_argument("--where", help="SQL condition choosing the training rows, e.g. \"split = 'train'\"")
     parser.add_argument("--eval-where", help="SQL condition for a further evaluation set, e.g. \"split = 'test'\"")
-    parser.add_argument("--classes", help="comma-separated class names, in id order (default: the ids)")
+    parser.add_argument("--classes", help="comma-separated class names, in id order (default: from the data)")
     parser.add_argument("--name", help="registry name (default: the model kind)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--size", type=int, default=28, help="input side in pixels (default 28)")
+    parser.add_argument("--size", type=int, help="input side in pixels (default: 96 for the detector, else 64)")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
     parser.add_argument("--holdout-percent", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -129,54 +190,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.data:
         parser.error("--data is required to train")
+    args.size = args.size or DEFAULT_SIZE[args.model]
 
-    spark = build_session(cfg)
-    table_name = args.data if "." in args.data else f"{cfg.lake.database}.{args.data}"
-    table = transform_with_bytes(spark.table(table_name), read_table(spark, cfg, IMAGES))
-    classes, multi_label = class_names(table, args.label_column, args.classes)
-    if multi_label and args.model == "embedder":
-        raise ValueError("the embedder learns from one class id per image; --label-column holds lists")
-    label_names = classes if multi_label else None
-    rows = transform_training_rows(
-        table.where(args.where) if args.where else table, args.label_column, args.holdout_percent, label_names
-    )
-    name = args.name or args.model
-    folder = f"{lake_uri(cfg)}/training/{name}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    parts = {"train": rows.filter(~F.col("holdout")), "holdout": rows.filter(F.col("holdout"))}
-    if args.eval_where:
-        parts["eval"] = transform_training_rows(table.where(args.eval_where), args.label_column, 0, label_names)
-    counts = load_snapshot(parts, folder)
-    log.info("train: %s rows for training, %s held out, %d classes%s, snapshot %s", counts["train"],
-             counts["holdout"], len(classes), " (multi-label)" if multi_label else "", folder)  # fmt: skip
-
+    snap = take_snapshot(cfg, args)
     prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = pick_device()
-    if args.model == "embedder":
-        arch_args = {"dim": args.dim, "in_channels": args.channels}
-        model, train, evaluate = Embedder(**arch_args), train_embedder, evaluate_embedder
-    else:
-        arch_args = {"num_classes": len(classes), "in_channels": args.channels, "multi_label": multi_label}
-        model, train, evaluate = Classifier(**arch_args), train_classifier, evaluate_classifier
-    history = train(model, petastorm_url(f"{folder}/train"), prep, settings, device)
+    model, arch_args = make_model(args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary)
+    train, evaluate = trainer(args.model, snap.vocabulary)
+    history = train(model, petastorm_url(f"{snap.folder}/train"), prep, settings, device)
     metrics = {f"train_{k}": v for k, v in history[-1].items() if k != "rows"}
-    for part in parts.keys() - {"train"}:
-        scores = evaluate(model, petastorm_url(f"{folder}/{part}"), prep, device)
+    for part in sorted(p for p, n in snap.counts.items() if p != "train" and n > 0):
+        scores = evaluate(model, petastorm_url(f"{snap.folder}/{part}"), prep, device)
         metrics |= {f"{part}_{k}": v for k, v in scores.items() if k != "rows"}
     manifest = Manifest.new(
-        name,
+        args.name or args.model,
         args.model,
         arch_args,
         preprocessing={"size": args.size, "channels": args.channels, "mean": list(prep.mean), "std": list(prep.std)},
-        classes=classes,
+        classes=snap.classes,
+        vocabulary=snap.vocabulary.words if snap.vocabulary else [],
         training={
-            "table": table_name,
+            "table": snap.table,
+            "target_column": args.label_expr or snap.column,
             "where": args.where,
             "eval_where": args.eval_where,
-            **{f"rows_{part}": n for part, n in counts.items()},
-            "snapshot": folder,
+            **{f"rows_{part}": n for part, n in snap.counts.items()},
+            "snapshot": snap.folder,
             "holdout": f"sha256(image_id)[:8] mod 100 < {args.holdout_percent}",
             "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
             "seed": args.seed,
             "device": str(device),
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pyspark.sql.types import StructType
 from lakelens.config import Config
 from lakelens.schemas import TableSpec
 
+log = logging.getLogger("lakelens.lake")
 _ENSURED: set[tuple[str, str, str]] = set()
 
 
@@ -61,7 +63,7 @@ def ensure_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> None:
     Checked once per Spark application and table: catalog round trips to the metastore are slow.
     """
     name = qualified(cfg, spec)
-    key = (spark.sparkContext.applicationId, lake_uri(cfg), name)
+    key = _ensured_key(spark, cfg, name)
     if key in _ENSURED:
         return
     ensure_database(spark, cfg)
@@ -74,6 +76,10 @@ def ensure_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> None:
     comment = spec.description.replace("'", "")
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING parquet{partitioned} COMMENT '{comment}'")
     _ENSURED.add(key)
+
+
+def _ensured_key(spark: SparkSession, cfg: Config, name: str) -> tuple[str, str, str]:
+    return spark.sparkContext.applicationId, lake_uri(cfg), name
 
 
 def read_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> DataFrame:
@@ -112,8 +118,19 @@ def append(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
 
 
 def replace(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
-    """Replace a lake table's rows (for tables rebuilt whole from a source, so a re-run is idempotent)."""
-    ensure_table(spark=df.sparkSession, cfg=cfg, spec=spec)
+    """Replace a lake table's rows (for tables rebuilt whole from a source, so a re-run is idempotent).
+
+    A table made by an older schema is dropped and made again: every row is replaced anyway.
+    """
+    spark, name = df.sparkSession, qualified(cfg, spec)
+    if spark.catalog.tableExists(name):
+        try:
+            _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
+        except SchemaMismatchError as exc:
+            log.warning("%s; its rows are all replaced, so it is made again with the declared schema", exc)
+            spark.sql(f"DROP TABLE {name}")
+            _ENSURED.discard(_ensured_key(spark, cfg, name))
+    ensure_table(spark=spark, cfg=cfg, spec=spec)
     conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=True)
 
 
@@ -131,3 +148,10 @@ def _check_same(spec: TableSpec, actual: StructType, what: str, strict: bool) ->
         problems += [f"unexpected column {c}" for c in got if c not in want]
     if problems:
         raise SchemaMismatchError(f"{what} does not match the schema of {spec.name}: {'; '.join(problems)}")
+
+
+def registry_root(cfg: Config) -> Path:
+    """The model registry folder: ``models.registry``, else ``<lake root>/models`` (a local lake)."""
+    if cfg.models.registry:
+        return Path(cfg.models.registry)
+    return local_lake_root(cfg, "the model registry", "set models.registry to a local folder") / "models"

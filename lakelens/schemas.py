@@ -94,11 +94,34 @@ SCENE_TRUTH = TableSpec(
             _f("sizes", ArrayType(StringType())),
             _f("boxes", ArrayType(_BOX)),  # visible extent per object, pixels
             _f("mask", BinaryType()),  # PNG of the uint8 class mask (0 background, 1.. shape classes)
+            _f("mask_classes", ArrayType(StringType())),  # class of each mask value, in value order
             _f("caption", StringType()),
             _f("dup_group", LongType()),  # planted near-duplicate group, null if none
             _f("transform", StringType()),  # original, relayout, or the near-duplicate transform
             _f("similar_group", LongType()),
             _f("source", StringType()),  # the synth folder the row came from
+        ]
+    ),
+)
+
+COCO_TRUTH = TableSpec(
+    name="coco_truth",
+    description="Ground truth of COCO photos (coco128, coco_mini), joined to images by image_id.",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("file", StringType()),  # relative to the data set's folder
+            _f("source", StringType()),  # coco128 or coco_mini
+            _f("split", StringType()),  # train or val
+            _f("coco_id", LongType()),
+            _f("width", IntegerType()),
+            _f("height", IntegerType()),
+            _f("labels", ArrayType(StringType())),  # COCO category name per object
+            _f("boxes", ArrayType(_BOX)),  # per object, pixels
+            _f("mask", BinaryType()),  # PNG semantic class mask, values index mask_classes; null if none
+            _f("mask_classes", ArrayType(StringType())),
+            _f("caption", StringType()),  # the first caption, null if none
+            _f("captions", ArrayType(StringType())),
         ]
     ),
 )
@@ -118,4 +141,6 @@ FASHION_MNIST = TableSpec(
     ),
 )
 
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (IMAGES, IMAGE_URIS, SCENE_TRUTH, FASHION_MNIST)}
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (IMAGES, IMAGE_URIS, SCENE_TRUTH, COCO_TRUTH, FASHION_MNIST)
+}

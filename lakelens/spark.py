@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from py4j.protocol import Py4JJavaError
+from pyspark import SparkContext
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from lakelens.config import CONF_DIR, Config
@@ -50,9 +53,38 @@ def build_session(cfg: Config) -> SparkSession:
 
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
-    ensure_database(spark, cfg)
+    try:
+        ensure_database(spark, cfg)
+    except AnalysisException as exc:
+        if cfg.lake.metastore == "derby" and "SessionHiveMetaStoreClient" in str(exc):
+            raise MetastoreBusyError(
+                f"the lake's catalog {_local_root(cfg) / 'metastore_db'} is in use by another process (embedded "
+                "Derby admits one at a time): wait for that job to end, or use an external metastore "
+                "(lake.metastore=external, see conf/cluster.yaml)"
+            ) from exc
+        raise
     log.info("spark %s master=%s lake=%s", spark.version, spark.sparkContext.master, lake_uri(cfg))
     return spark
+
+
+class MetastoreBusyError(RuntimeError):
+    """Another process holds the lake's embedded (Derby) catalog."""
+
+
+@contextmanager
+def job_session(cfg: Config) -> Iterator[SparkSession]:
+    """The session for one block of a job; stopped after it when this call started it, so that a job that goes
+    on without Spark (training) frees the lake's catalog for other processes. A session that already ran (a
+    test's, spark-submit's) is left running."""
+    started = SparkSession.getActiveSession() is None
+    spark = build_session(cfg)
+    try:
+        yield spark
+    finally:
+        if started:
+            spark.stop()
+            if cfg.lake.metastore == "derby":
+                _shut_down_derby(cfg)
 
 
 @contextmanager
@@ -78,6 +110,18 @@ def catalog_conf(cfg: Config) -> dict[str, str]:
             f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true"
         )
     return conf
+
+
+def _shut_down_derby(cfg: Config) -> None:
+    """Closes the embedded catalog, which outlives ``spark.stop()`` in the still-running JVM and would keep
+    every other process out of the lake."""
+    url = f"jdbc:derby:;databaseName={_local_root(cfg) / 'metastore_db'};shutdown=true"
+    try:
+        SparkContext._jvm.java.sql.DriverManager.getConnection(url)
+    except Py4JJavaError as exc:
+        # Derby reports a clean shutdown as SQLState 08006; anything else is a real failure.
+        if "08006" not in str(exc.java_exception.getSQLState()):
+            raise
 
 
 def _local_root(cfg: Config) -> Path:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -58,17 +59,43 @@ def multi_hot(ids: np.ndarray, num_classes: int) -> np.ndarray:
     return target
 
 
-def decode_rows(
-    rows: pd.DataFrame, prep: Preprocessing, bytes_field: str, label_field: str, num_classes: int | None
-) -> pd.DataFrame:
-    """petastorm transform: (bytes, label) rows -> (pixels float32 [C, H, W], label) rows.
+class Targets(Protocol):
+    """What a model learns from, beside the pixels: snapshot columns in, fixed-shape arrays out (picklable)."""
 
-    ``label`` is an int64 class id, or with ``num_classes`` (multi-label) a list of ids made float32 [K] multi-hot.
-    """
-    pixels = [to_tensor_array(b, prep) for b in rows[bytes_field]]
-    if num_classes is None:
-        return pd.DataFrame({"pixels": pixels, "label": rows[label_field].astype(np.int64).to_numpy()})
-    return pd.DataFrame({"pixels": pixels, "label": [multi_hot(ids, num_classes) for ids in rows[label_field]]})
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The snapshot columns read for the targets."""
+
+    def fields(self) -> list[tuple[str, Any, tuple[int, ...]]]:
+        """petastorm fields made: (name, numpy dtype, shape of one row)."""
+
+    def decode(self, rows: pd.DataFrame) -> dict[str, list]:
+        """One value per row for every field, from the ``columns`` of ``rows``."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    """``label``: an int64 class id, or with ``num_classes`` (multi-label: the column holds lists of class ids)
+    float32 [num_classes] multi-hot."""
+
+    num_classes: int | None = None
+    columns: tuple[str, ...] = ("label",)
+
+    def fields(self) -> list[tuple[str, Any, tuple[int, ...]]]:
+        if self.num_classes is None:
+            return [("label", np.int64, ())]
+        return [("label", np.float32, (self.num_classes,))]
+
+    def decode(self, rows: pd.DataFrame) -> dict[str, list]:
+        if self.num_classes is None:
+            return {"label": list(rows["label"].astype(np.int64))}
+        return {"label": [multi_hot(ids, self.num_classes) for ids in rows["label"]]}
+
+
+def decode_rows(rows: pd.DataFrame, prep: Preprocessing, targets: Targets) -> pd.DataFrame:
+    """petastorm transform: (bytes, target columns) rows -> (pixels float32 [C, H, W], target fields) rows."""
+    pixels = [to_tensor_array(b, prep) for b in rows["bytes"]]
+    return pd.DataFrame({"pixels": pixels, **targets.decode(rows)})
 
 
 @contextmanager
@@ -76,36 +103,35 @@ def table_loader(
     url: str,
     prep: Preprocessing,
     batch_size: int,
-    bytes_field: str = "bytes",
-    label_field: str = "label",
+    targets: Targets | None = None,
     num_epochs: int | None = 1,
     shuffle: bool = True,
     seed: int = 0,
     workers: int = 2,
-    num_classes: int | None = None,
 ) -> Iterator[DataLoader]:
-    """A torch DataLoader over a Parquet table: batches {"pixels": float32 [N, C, H, W], "label": int64 [N]}, or
-    with ``num_classes`` (multi-label: the label column holds lists of class ids) "label": float32 [N, K].
+    """A torch DataLoader over a training snapshot (Parquet with ``bytes`` and target columns): batches
+    {"pixels": float32 [N, C, H, W], and each target field}; by default ``Labels()``: "label" int64 [N].
 
     Args:
         url: the table's Parquet dataset, as petastorm takes it (``file:///abs/path`` for local files).
         prep: decoding and normalisation.
         batch_size: rows per batch.
+        targets: the target fields and how they are decoded.
         num_epochs: passes over the table (None: endless).
         shuffle: shuffle row groups and rows (with a seeded buffer) for training; off for evaluation.
         workers: petastorm reader threads.
     """
+    targets = targets or Labels()
+    fields = targets.fields()
     transform = TransformSpec(
-        partial(decode_rows, prep=prep, bytes_field=bytes_field, label_field=label_field, num_classes=num_classes),
-        edit_fields=[
-            ("pixels", np.float32, (prep.channels, prep.size, prep.size), False),
-            ("label", np.int64, (), False) if num_classes is None else ("label", np.float32, (num_classes,), False),
-        ],
-        selected_fields=["pixels", "label"],
+        partial(decode_rows, prep=prep, targets=targets),
+        edit_fields=[("pixels", np.float32, (prep.channels, prep.size, prep.size), False)]
+        + [(name, dtype, shape, False) for name, dtype, shape in fields],
+        selected_fields=["pixels", *(name for name, _, _ in fields)],
     )
     with make_batch_reader(
         url,
-        schema_fields=[bytes_field, label_field],
+        schema_fields=["bytes", *targets.columns],
         transform_spec=transform,
         num_epochs=num_epochs,
         shuffle_row_groups=shuffle,

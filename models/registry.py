@@ -32,7 +32,12 @@ from torch import nn
 ARCHITECTURES: dict[str, str] = {
     "classifier": "models.classifier:Classifier",
     "embedder": "models.embedder:Embedder",
+    "detector": "models.detector:Detector",
+    "segmenter": "models.segmenter:Segmenter",
+    "captioner": "models.captioner:Captioner",
 }
+# Small default models made by this project (models/default/make.sh), installed into a lake's registry by the demo.
+BUNDLED = Path(__file__).resolve().parent / "default"
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -156,6 +161,35 @@ def register_weights(root: str | Path, weights: str | Path, manifest_file: str |
     manifest = Manifest.from_json(Path(manifest_file).read_text(), str(manifest_file))
     model = _with_weights(manifest, Path(weights))
     return save_model(model, dataclasses.replace(manifest, weights_sha256="", created=""), root)
+
+
+def install_bundled(root: str | Path, bundled: str | Path = BUNDLED) -> list[Manifest]:
+    """Copy the latest version of every bundled model into the registry at ``root``, unless the registry already
+    has a model of that name (a user's own or a newer one wins); returns the entries copied.
+
+    Each bundled entry is loaded (and so checked) first; each appears whole or not at all.
+    """
+    copied = []
+    for name in model_names(bundled):
+        target = Path(root) / name
+        if _versions(target):
+            continue
+        _, manifest = load_model(bundled, name)
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = target / f".tmp-{uuid.uuid4().hex}"
+        try:
+            shutil.copytree(Path(bundled) / name / manifest.version, tmp)
+            tmp.rename(target / manifest.version)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        copied.append(manifest)
+    return copied
+
+
+def model_names(root: str | Path) -> list[str]:
+    """Names of the models with at least one version in the registry at ``root`` (none if it does not exist)."""
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir() if _versions(p)) if root.is_dir() else []
 
 
 def _with_weights(manifest: Manifest, weights: Path) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Training and evaluation loops for the classifier and the embedder; Spark-free (data: petastorm table URLs).
+"""Training and evaluation loops for the classifier; Spark-free (data: petastorm table URLs).
 
 CUDA with mixed precision when present, the CPU otherwise; seeds fixed; one log line per epoch.
 """
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from models.classifier import Classifier
-from models.data import Preprocessing, table_loader
-from models.embedder import Embedder, triplet_loss_hard
+from models.data import Labels, Preprocessing, table_loader
 
 log = logging.getLogger("lakelens.train")
 
@@ -38,6 +38,38 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class Optimiser:
+    """AdamW (weight decay 1e-4) with a cosine schedule over the epochs, and loss scaling for mixed precision on
+    CUDA: ``step(loss)`` once per batch, ``end_epoch()`` once per epoch.
+
+    Args:
+        clip_norm: largest gradient norm, or None to leave gradients as they are.
+    """
+
+    def __init__(
+        self, model: nn.Module, settings: TrainSettings, device: torch.device, clip_norm: float | None = None
+    ) -> None:
+        self.amp = device.type == "cuda"
+        self.parameters = list(model.parameters())
+        self.optimiser = torch.optim.AdamW(self.parameters, lr=settings.lr, weight_decay=1e-4)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, T_max=settings.epochs)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.clip_norm = clip_norm
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Back-propagates ``loss`` and updates the parameters."""
+        self.optimiser.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.clip_norm is not None:
+            self.scaler.unscale_(self.optimiser)
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.clip_norm)
+        self.scaler.step(self.optimiser)
+        self.scaler.update()
+
+    def end_epoch(self) -> None:
+        self.scheduler.step()
 
 
 class Tally:
@@ -75,30 +107,24 @@ def train_classifier(
     """Train in place on the table at ``train_url``; returns per epoch {accuracy or f1, loss, rows, images_per_s}."""
     seed_everything(settings.seed)
     model.to(device).train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
-    amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    optimiser = Optimiser(model, settings, device)
     num_classes = _multi_label_classes(model)
     history = []
     for epoch in range(settings.epochs):
         started, tally = time.perf_counter(), Tally(model.multi_label)
         with table_loader(
-            train_url, prep, settings.batch_size, seed=settings.seed + epoch, workers=settings.workers,
-            num_classes=num_classes,
+            train_url, prep, settings.batch_size, Labels(num_classes), seed=settings.seed + epoch,
+            workers=settings.workers,
         ) as loader:  # fmt: skip
             for batch in loader:
                 images = batch["pixels"].to(device, non_blocking=True)
                 labels = batch["label"].to(device, non_blocking=True)
-                with torch.autocast(device.type, enabled=amp):
+                with torch.autocast(device.type, enabled=optimiser.amp):
                     logits = model(images)["logits"]
                     loss = model.loss(logits, labels)
-                optimiser.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
+                optimiser.step(loss)
                 tally.add(logits.detach().float(), labels, loss.item())
-        scheduler.step()
+        optimiser.end_epoch()
         stats = {**tally.result(), "images_per_s": tally.seen / (time.perf_counter() - started)}
         history.append(stats)
         quality = "f1" if model.multi_label else "accuracy"
@@ -116,7 +142,7 @@ def evaluate_classifier(
     """Accuracy (or micro F1 for multi-label), mean loss and rows over every row of the table at ``url``."""
     model.to(device).eval()
     tally = Tally(model.multi_label)
-    with table_loader(url, prep, batch_size, shuffle=False, num_classes=_multi_label_classes(model)) as loader:
+    with table_loader(url, prep, batch_size, Labels(_multi_label_classes(model)), shuffle=False) as loader:
         for batch in loader:
             images, labels = batch["pixels"].to(device), batch["label"].to(device)
             logits = model(images)["logits"]
@@ -126,69 +152,3 @@ def evaluate_classifier(
 
 def _multi_label_classes(model: Classifier) -> int | None:
     return model.head[-1].out_features if model.multi_label else None
-
-
-def train_embedder(
-    model: Embedder, train_url: str, prep: Preprocessing, settings: TrainSettings, device: torch.device,
-    margin: float = 0.2,
-) -> list[dict[str, float]]:  # fmt: skip
-    """Metric learning in place: images of the same class are positives; in-batch hard negatives (triplet hinge).
-
-    Returns per epoch {loss, rows, images_per_s}.
-    """
-    seed_everything(settings.seed)
-    model.to(device).train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
-    history = []
-    for epoch in range(settings.epochs):
-        started, seen, total = time.perf_counter(), 0, 0.0
-        with table_loader(
-            train_url, prep, settings.batch_size, seed=settings.seed + epoch, workers=settings.workers
-        ) as loader:
-            for batch in loader:
-                vectors = model(batch["pixels"].to(device, non_blocking=True))["vectors"]
-                loss = triplet_loss_hard(vectors, batch["label"].to(device, non_blocking=True), margin)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                seen += len(vectors)
-                total += loss.item() * len(vectors)
-        scheduler.step()
-        stats = {
-            "loss": total / max(seen, 1),
-            "rows": float(seen),
-            "images_per_s": seen / (time.perf_counter() - started),
-        }
-        history.append(stats)
-        log.info("epoch %d/%d: triplet loss %.4f, %.0f images/s", epoch + 1, settings.epochs, stats["loss"],
-                 stats["images_per_s"])  # fmt: skip
-    return history
-
-
-@torch.no_grad()
-def evaluate_embedder(
-    model: Embedder, url: str, prep: Preprocessing, device: torch.device, batch_size: int = 256
-) -> dict[str, float]:
-    """recall@1 by cosine nearest neighbour (itself excluded) over every row of the table at ``url``: the share of
-    rows whose most similar other row has the same label."""
-    model.to(device).eval()
-    vectors, labels = [], []
-    with table_loader(url, prep, batch_size, shuffle=False) as loader:
-        for batch in loader:
-            vectors.append(model(batch["pixels"].to(device))["vectors"].cpu())
-            labels.append(batch["label"])
-    if not vectors:
-        raise ValueError(f"no rows to evaluate in {url}")
-    return {"recall_at_1": recall_at_1(torch.cat(vectors), torch.cat(labels)), "rows": float(sum(map(len, labels)))}
-
-
-def recall_at_1(vectors: torch.Tensor, labels: torch.Tensor, chunk: int = 2048) -> float:
-    """Share of rows whose nearest other row by cosine (unit vectors [N, D]) has the same label [N]."""
-    hits = 0
-    for start in range(0, len(vectors), chunk):
-        similarity = vectors[start : start + chunk] @ vectors.T
-        rows = torch.arange(start, min(start + chunk, len(vectors)))
-        similarity[rows - start, rows] = float("-inf")
-        hits += (labels[similarity.argmax(dim=1)] == labels[rows]).sum().item()
-    return hits / len(vectors)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from lakelens.config import load_config
 from lakelens.lake import (
@@ -17,8 +18,9 @@ from lakelens.lake import (
     lake_uri,
     qualified,
     read_table,
+    replace,
 )
-from lakelens.schemas import IMAGE_URIS, TABLES, TableSpec
+from lakelens.schemas import FASHION_MNIST, IMAGE_URIS, TABLES, TableSpec
 from lakelens.spark import catalog_conf, session_conf
 
 
@@ -73,6 +75,14 @@ def test_an_existing_table_with_another_schema_fails_loudly(spark, cfg) -> None:
     spark.sql(f"CREATE TABLE {cfg.lake.database}.image_uris (uri string) USING parquet")
     with pytest.raises(SchemaMismatchError, match="existing table .*image_uris does not match"):
         read_table(spark, cfg, IMAGE_URIS)
+
+
+def test_replace_remakes_a_table_of_an_older_schema(spark, cfg) -> None:
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.lake.database}")
+    spark.sql(f"CREATE TABLE {cfg.lake.database}.fashion_mnist (image_id string, label int) USING parquet")
+    rows = spark.createDataFrame([("a", b"x", 3, "dress", "test", 0)], FASHION_MNIST.schema)
+    replace(rows, cfg, FASHION_MNIST)
+    assertDataFrameEqual(read_table(spark, cfg, FASHION_MNIST), rows)
 
 
 def test_partition_columns_come_last() -> None:

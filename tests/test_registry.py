@@ -11,7 +11,15 @@ from safetensors.torch import save_file
 
 from models.classifier import Classifier
 from models.embedder import Embedder
-from models.registry import Manifest, RegistryError, load_model, register_weights, save_model
+from models.registry import (
+    Manifest,
+    RegistryError,
+    install_bundled,
+    load_model,
+    model_names,
+    register_weights,
+    save_model,
+)
 
 ARGS = {"num_classes": 3, "in_channels": 1, "widths": [4, 8]}
 
@@ -64,7 +72,10 @@ def test_unknown_architecture_is_refused(tmp_path: Path) -> None:
     entry = save_model(trained(), Manifest.new("tiny", "classifier", ARGS), tmp_path)
     path = tmp_path / "tiny" / entry.version / "manifest.json"
     path.write_text(path.read_text().replace('"architecture": "classifier"', '"architecture": "os.system"'))
-    with pytest.raises(RegistryError, match="unknown architecture 'os.system'; known: classifier, embedder"):
+    with pytest.raises(
+        RegistryError,
+        match="unknown architecture 'os.system'; known: captioner, classifier, detector, embedder, segmenter",
+    ):
         load_model(tmp_path, "tiny")
 
 
@@ -118,3 +129,25 @@ def test_malformed_manifest_is_refused(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(RegistryError, match="is not valid JSON"):
         register_weights(tmp_path, tmp_path / "w", bad)
+
+
+def test_install_bundled_copies_what_the_registry_lacks(tmp_path: Path) -> None:
+    bundled, registry = tmp_path / "bundled", tmp_path / "registry"
+    for name in ("tiny", "other"):
+        save_model(trained(), Manifest.new(name, "classifier", ARGS), bundled)
+    save_model(trained(), Manifest.new("tiny", "classifier", ARGS, command="the user's own"), registry)
+
+    copied = install_bundled(registry, bundled)
+    assert [m.name for m in copied] == ["other"] and model_names(registry) == ["other", "tiny"]
+    assert load_model(registry, "tiny")[1].command == "the user's own"  # an existing model is never replaced
+    assert load_model(registry, "other")[1] == load_model(bundled, "other")[1]
+    assert install_bundled(registry, bundled) == []  # a re-run changes nothing
+
+
+def test_install_bundled_refuses_changed_weights(tmp_path: Path) -> None:
+    bundled = tmp_path / "bundled"
+    save_model(trained(), Manifest.new("tiny", "classifier", ARGS), bundled)
+    save_file({"w": torch.zeros(1)}, str(bundled / "tiny" / "v1" / "weights.safetensors"))
+    with pytest.raises(RegistryError, match="changed since they were registered"):
+        install_bundled(tmp_path / "registry", bundled)
+    assert model_names(tmp_path / "registry") == []

@@ -11,7 +11,8 @@ import torch
 from images import coloured_image
 from safetensors.torch import save_file
 
-from jobs.train import main, transform_training_rows
+from jobs.train import main
+from jobs.training_rows import label_targets, transform_training_rows
 from models.classifier import Classifier
 from models.data import Preprocessing, to_tensor_array
 from models.registry import load_model
@@ -35,7 +36,7 @@ def labelled_table(spark, cfg) -> str:
 
 
 def test_training_rows_skip_errors_and_split_stably(spark, labelled_table: str) -> None:
-    rows = transform_training_rows(spark.table(labelled_table), "label", 20)
+    rows = transform_training_rows(spark.table(labelled_table), label_targets("label"), 20)
     first = {r["image_id"]: r["holdout"] for r in rows.collect()}
     again = {r["image_id"]: r["holdout"] for r in rows.collect()}
     assert first == again and len(first) == 60 and "broken" not in first

@@ -5,6 +5,6 @@ near-duplicate / similar groups train and score every model and the near-duplica
 """
 
 from lakelens.scenes.generate import generate_scenes
-from lakelens.scenes.shapes import COLOURS, SHAPES, SIZES
+from lakelens.scenes.shapes import COLOURS, SCENE_MASK_CLASSES, SHAPES, SIZES
 
-__all__ = ["COLOURS", "SHAPES", "SIZES", "generate_scenes"]
+__all__ = ["COLOURS", "SCENE_MASK_CLASSES", "SHAPES", "SIZES", "generate_scenes"]

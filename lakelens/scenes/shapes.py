@@ -103,6 +103,8 @@ DRAWERS: dict[str, Drawer] = {
 
 # Shape classes; mask class index of SHAPES[k] is k + 1 (0 is background).
 SHAPES: tuple[str, ...] = tuple(DRAWERS)
+# Class of each value of a scene's class mask.
+SCENE_MASK_CLASSES: tuple[str, ...] = ("background", *SHAPES)
 
 # Saturated, well separated hues so that muted backgrounds never compete with them.
 COLOURS: dict[str, tuple[int, int, int]] = {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Remakes the bundled default models (this folder) from the embedded default data: 10,000 synthetic scenes
+# (seed 0, 128 px) ingested into a scratch lake, their ground truth imported, one jobs.train run per model.
+# Each manifest.json here records the command that made it, its training data and its held-out metrics.
+#
+#   models/default/make.sh [SCRATCH_LAKE]       # default /tmp/lakelens-defaults; about 1.5 h on 2 CPU cores
+set -euo pipefail
+lake=${1:-/tmp/lakelens-defaults}
+cd "$(dirname "$0")/../.."
+./build.sh setup
+py=.venv/bin/python
+scenes=$lake/sources/synth-n10000-seed0
+registry=$lake/registry
+
+"$py" -m jobs.synth --out "$scenes" --n 10000 --seed 0
+"$py" -m jobs.ingest --lake "$lake" --source "$scenes/images"
+"$py" -m jobs.import_dataset scenes --lake "$lake" --dir "$scenes"
+
+train() { "$py" -m jobs.train --lake "$lake" --set "models.registry=$registry" --data scene_truth "$@"; }
+train --model classifier --name classifier --label-column labels --size 64 --epochs 10 --batch-size 64
+train --model detector --name detector --size 96 --epochs 6 --batch-size 32 --lr 2e-3
+train --model segmenter --name segmenter --size 64 --epochs 6 --batch-size 32 --lr 3e-3
+train --model captioner --name captioner --size 64 --epochs 16 --batch-size 64 --lr 3e-3
+# The embedder's positives are scenes with the same objects (shape, colour, size), whatever their layout.
+train --model embedder --name embedder --size 64 --epochs 3 \
+    --label-expr "abs(xxhash64(array_sort(arrays_zip(labels, colours, sizes))))"
+
+rm -rf models/default/{classifier,detector,segmenter,captioner,embedder}
+cp -r "$registry"/{classifier,detector,segmenter,captioner,embedder} models/default/
+du -sh models/default

@@ -1,0 +1,101 @@
+"""The bundled default models (models/default): they load, say how they were made, and work on new scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lakelens.scenes import SCENE_MASK_CLASSES, generate_scenes
+from models.bleu import corpus_bleu
+from models.data import Preprocessing, to_tensor_array
+from models.detection_metrics import mean_average_precision
+from models.masks import confusion_matrix, decode_mask, mean_iou
+from models.registry import BUNDLED, load_model, model_names
+from models.vocabulary import Vocabulary, tokenize
+
+KINDS = ["captioner", "classifier", "detector", "embedder", "segmenter"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """24 scenes of a seed no default was trained on."""
+    folder = tmp_path_factory.mktemp("fresh-scenes")
+    generate_scenes(folder, n=24, seed=77, workers=1)
+    return folder, pd.read_parquet(folder / "ground_truth.parquet")
+
+
+def load(name: str, scenes: tuple[Path, pd.DataFrame]) -> tuple[torch.nn.Module, object, torch.Tensor]:
+    """The bundled model, its manifest, and the scenes preprocessed as its manifest says."""
+    model, manifest = load_model(BUNDLED, name)
+    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
+    folder, truth = scenes
+    pixels = np.stack([to_tensor_array((folder / f).read_bytes(), prep) for f in truth.file])
+    return model, manifest, torch.from_numpy(pixels)
+
+
+def test_every_default_is_there_small_and_made_by_a_recorded_command() -> None:
+    assert model_names(BUNDLED) == KINDS
+    assert sum(f.stat().st_size for f in BUNDLED.rglob("*") if f.is_file()) < 20 * 2**20
+    for name in KINDS:
+        _, manifest = load_model(BUNDLED, name)  # the weights match their recorded SHA-256 and architecture
+        assert manifest.architecture == name and manifest.command.startswith("python -m jobs.train")
+        assert manifest.training["rows_train"] == 9001 and manifest.training["table"].endswith("scene_truth")
+
+
+def test_the_classifier_names_the_shapes_of_new_scenes(scenes) -> None:
+    model, manifest, pixels = load("classifier", scenes)
+    with torch.no_grad():
+        predicted = model(pixels)["scores"] > 0.5
+    truth = torch.zeros_like(predicted)
+    for i, labels in enumerate(scenes[1].labels):
+        truth[i, [manifest.classes.index(name) for name in labels]] = True
+    f1 = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
+    assert f1 >= 0.85
+
+
+def test_the_detector_finds_the_objects_of_new_scenes(scenes) -> None:
+    model, manifest, pixels = load("detector", scenes)
+    found = model.detect(pixels, score_threshold=0.05)
+    truths = [
+        {
+            "boxes": torch.tensor([[b["x0"] / 128, b["y0"] / 128, b["w"] / 128, b["h"] / 128] for b in boxes]),
+            "labels": torch.tensor([manifest.classes.index(name) for name in labels]),
+        }
+        for boxes, labels in zip(scenes[1].boxes, scenes[1].labels, strict=True)
+    ]
+    assert mean_average_precision(found, truths, len(manifest.classes))["map"] >= 0.8
+
+
+def test_the_segmenter_masks_new_scenes(scenes) -> None:
+    model, manifest, pixels = load("segmenter", scenes)
+    assert manifest.classes == list(SCENE_MASK_CLASSES)
+    size = manifest.preprocessing["size"]
+    truth = torch.from_numpy(np.stack([decode_mask(m, size) for m in scenes[1]["mask"]]))
+    with torch.no_grad():
+        predicted = model.predict_masks(pixels)
+    assert mean_iou(confusion_matrix(predicted, truth, len(manifest.classes))) >= 0.85
+
+
+def test_the_captioner_describes_new_scenes(scenes) -> None:
+    model, manifest, pixels = load("captioner", scenes)
+    vocabulary = Vocabulary(manifest.vocabulary)
+    ids, scores = model.beam_search(pixels, 3)
+    captions = [vocabulary.decode(row).split() for row in ids.tolist()]
+    references = [[tokenize(caption)] for caption in scenes[1].caption]
+    assert corpus_bleu(references, captions) >= 0.6 and bool((scores <= 0).all())
+
+
+def test_the_embedder_puts_near_duplicates_first(scenes) -> None:
+    model, _, pixels = load("embedder", scenes)
+    with torch.no_grad():
+        vectors = model(pixels)["vectors"]
+    similarity = vectors @ vectors.T
+    similarity.fill_diagonal_(float("-inf"))
+    nearest = similarity.argmax(dim=1).tolist()
+    groups = scenes[1].dup_group.tolist()
+    queries = [i for i, g in enumerate(groups) if not pd.isna(g)]
+    assert queries and all(groups[nearest[i]] == groups[i] for i in queries)
