@@ -20,7 +20,7 @@ train() { "$py" -m jobs.train --lake "$lake" --set "models.registry=$registry" -
 train --model classifier --name classifier --label-column labels --size 64 --epochs 10 --batch-size 64
 train --model detector --name detector --size 96 --epochs 6 --batch-size 32 --lr 2e-3
 train --model segmenter --name segmenter --size 64 --epochs 6 --batch-size 32 --lr 3e-3
-train --model captioner --name captioner --size 64 --epochs 16 --batch-size 64 --lr 3e-3
+train --model captioner --name captioner --size 64 --epochs 24 --batch-size 64 --lr 3e-3
 # The embedder's positives are scenes with the same objects (shape, colour, size), whatever their layout.
 train --model embedder --name embedder --size 64 --epochs 3 \
     --label-expr "abs(xxhash64(array_sort(arrays_zip(labels, colours, sizes))))"
