@@ -84,7 +84,7 @@ def main() -> None:
 
     model, manifest = load_model(args.registry, args.name)
     vocabulary = Vocabulary(manifest.vocabulary)
-    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
     images = list(val["bytes"])
     nearest = (thumbnails(images) @ thumbnails(list(train["bytes"])).T).argmax(axis=1)
     train_captions = [[tokenize(c) for c in caps] for caps in train["captions"]]

@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     truth = pd.read_parquet(Path(args.scenes) / "ground_truth.parquet")
     model, manifest = load_model(args.registry, args.name)
-    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
     pixels = np.stack([to_tensor_array((Path(args.scenes) / f).read_bytes(), prep) for f in truth.file])
     with torch.no_grad():
         batches = [torch.from_numpy(pixels[i : i + 256]) for i in range(0, len(pixels), 256)]

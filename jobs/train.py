@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.name or args.model,
         args.model,
         arch_args,
-        preprocessing={"size": args.size, "channels": args.channels, "mean": list(prep.mean), "std": list(prep.std)},
+        preprocessing=prep.to_manifest(),
         classes=snap.classes,
         vocabulary=snap.vocabulary.words if snap.vocabulary else [],
         training={

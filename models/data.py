@@ -40,6 +40,15 @@ class Preprocessing:
         if self.channels not in (1, 3) or len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"preprocessing needs 1 or 3 channels with one mean and std each, got {self}")
 
+    def to_manifest(self) -> dict[str, Any]:
+        """The JSON form a registry manifest keeps under ``preprocessing``."""
+        return {"size": self.size, "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_manifest(cls, fields: dict[str, Any]) -> Preprocessing:
+        """The preprocessing a registry manifest records (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
 
 def to_tensor_array(data: bytes, prep: Preprocessing) -> np.ndarray:
     """Image bytes -> float32 [C, size, size], upright (EXIF applied), resized, normalised."""

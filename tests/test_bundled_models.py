@@ -31,7 +31,7 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame
 def load(name: str, scenes: tuple[Path, pd.DataFrame]) -> tuple[torch.nn.Module, object, torch.Tensor]:
     """The bundled model, its manifest, and the scenes preprocessed as its manifest says."""
     model, manifest = load_model(BUNDLED, name)
-    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
     folder, truth = scenes
     pixels = np.stack([to_tensor_array((folder / f).read_bytes(), prep) for f in truth.file])
     return model, manifest, torch.from_numpy(pixels)

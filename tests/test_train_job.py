@@ -59,7 +59,7 @@ def test_train_job_registers_a_model_that_predicts(spark, cfg, labelled_table: s
     assert manifest.training["rows_eval"] == 10
     assert manifest.metrics["holdout_accuracy"] == 1.0 and manifest.metrics["eval_accuracy"] == 1.0
     assert manifest.command.startswith("python -m jobs.train --lake ")
-    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
     pixels = torch.from_numpy(to_tensor_array(coloured_image(2, 999), prep))[None]
     assert model(pixels)["logits"].argmax(1).item() == 2
 
@@ -82,7 +82,7 @@ def test_train_job_embedder_separates_the_colours(spark, cfg, labelled_table: st
     model, manifest = load_model(tmp_path, "colour-vectors")
     assert manifest.architecture == "embedder" and manifest.arch_args == {"dim": 8, "in_channels": 3}
     assert manifest.metrics["holdout_recall_at_1"] == 1.0
-    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest.preprocessing.items()})
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
     images = [coloured_image(label, seed) for seed in (500, 501) for label in (0, 1, 2)]
     vectors = model(torch.stack([torch.from_numpy(to_tensor_array(b, prep)) for b in images]))["vectors"]
     similarity = vectors @ vectors.T  # rows 0-2 and 3-5: red, green, blue twice
