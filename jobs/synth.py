@@ -20,9 +20,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=int, default=128, help="side of the rendered scenes in pixels (default 128)")
     parser.add_argument("--workers", type=int, help="processes (default: one per core)")
+    parser.add_argument(
+        "--dup-fraction", type=float, default=0.12, help="share of files that are near-duplicate copies (default 0.12)"
+    )
+    parser.add_argument(
+        "--similar-fraction",
+        type=float,
+        default=0.08,
+        help="share of files that are relayouts: the same objects on a new layout (default 0.08; training data for "
+        "the embedder wants many)",
+    )
     args = parser.parse_args(argv)
     config_from_args(args)  # a bad --config/--set fails here like in every other job
-    summary = generate_scenes(args.out, n=args.n, seed=args.seed, size=args.size, workers=args.workers)
+    try:
+        summary = generate_scenes(
+            args.out,
+            n=args.n,
+            seed=args.seed,
+            size=args.size,
+            workers=args.workers,
+            dup_fraction=args.dup_fraction,
+            similar_fraction=args.similar_fraction,
+        )
+    except ValueError as exc:  # a bad --n, --size or fraction
+        parser.error(str(exc))
     print(json.dumps({"out": args.out, **summary}))
     return 0
 

@@ -28,6 +28,7 @@ from jobs.training_rows import (
     label_targets,
     load_snapshot,
     mask_classes,
+    small_groups,
     transform_one_caption_per_row,
     transform_training_rows,
     transform_with_bytes,
@@ -51,6 +52,9 @@ KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner")
 # Input side in pixels unless --size says otherwise: the detector needs more for objects of a few pixels.
 DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64}
 # The column holding each kind's targets, unless --label-column says otherwise.
+# Embedder labels shared by this many rows or fewer on average are written side by side in the snapshot (groups
+# of near-duplicates or same content; classes are far larger and would fill whole batches).
+GROUPED_MEAN_ROWS = 16
 DEFAULT_TARGET_COLUMN = {
     "classifier": "label",
     "embedder": "label",
@@ -140,9 +144,12 @@ def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
         parts = {"train": rows.filter(~F.col("holdout")), "holdout": rows.filter(F.col("holdout"))}
         if args.eval_where:
             parts["eval"] = transform_training_rows(table.where(args.eval_where), targets, 0)
-        counts = load_snapshot(parts, folder)
-        log.info("train: %s rows for training, %s held out, %d classes%s, snapshot %s", counts["train"],
-                 counts["holdout"], len(classes), " (multi-label)" if multi_label else "", folder)  # fmt: skip
+        # Rows of an embedder label shared by a few rows only (near-duplicates, same content) train side by side.
+        grouped = args.model == "embedder" and small_groups(parts["train"], "label", GROUPED_MEAN_ROWS)
+        counts = load_snapshot(parts, folder, "label" if grouped else None)
+        log.info("train: %s rows for training, %s held out, %d classes%s%s, snapshot %s", counts["train"],
+                 counts["holdout"], len(classes), " (multi-label)" if multi_label else "",
+                 " (equal labels side by side)" if grouped else "", folder)  # fmt: skip
         vocabulary = None
         if args.model == "captioner":
             captions = spark.read.parquet(f"{folder}/train").select("caption").collect()

@@ -81,12 +81,29 @@ def transform_training_rows(table: DataFrame, targets: dict[str, Column], holdou
     return rows.select("image_id", "bytes", *columns, (bucket < holdout_percent).alias("holdout"))
 
 
-def load_snapshot(parts: dict[str, DataFrame], folder: str) -> dict[str, int]:
-    """Write each part as Parquet under ``folder`` (never over an existing snapshot); rows per part."""
+def small_groups(rows: DataFrame, column: str, mean_rows: float) -> bool:
+    """Whether values of ``column`` hold ``mean_rows`` rows or fewer on average (near-duplicate or same-content
+    groups, not classes)."""
+    counts = rows.agg(F.count("*").alias("rows"), F.countDistinct(column).alias("values")).first()
+    return bool(counts["values"]) and counts["rows"] / counts["values"] <= mean_rows
+
+
+def load_snapshot(parts: dict[str, DataFrame], folder: str, group_column: str | None = None) -> dict[str, int]:
+    """Write each part as Parquet under ``folder`` (never over an existing snapshot); rows per part.
+
+    With ``group_column`` the training part keeps rows of equal value next to each other, groups in random order,
+    so the loader's shuffling buffer brings a group's rows into the same few batches: a metric loss sees its
+    positives when groups are a few rows among thousands.
+    """
     counts = {}
     for part, rows in parts.items():
         # Several files, so petastorm can shuffle row groups between epochs.
-        rows.drop("holdout").repartition(8).write.mode("error").parquet(f"{folder}/{part}")
+        if group_column and part == "train":
+            key = F.col(group_column)
+            laid_out = rows.repartition(8, key).sortWithinPartitions(F.xxhash64(key))
+        else:
+            laid_out = rows.repartition(8)
+        laid_out.drop("holdout").write.mode("error").parquet(f"{folder}/{part}")
         counts[part] = rows.sparkSession.read.parquet(f"{folder}/{part}").count()
     return counts
 

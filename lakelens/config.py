@@ -23,6 +23,8 @@ from typing import Any, get_origin, get_type_hints
 
 import yaml
 
+# What jobs.annotate can do, in the order it does it (udfs.factory.TASKS implements each).
+ANNOTATE_TASKS = ("classify", "detect", "segment", "caption", "embed")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 BASE_CONFIG = CONF_DIR / "base.yaml"
 LOCAL_CONFIG = CONF_DIR / "local.yaml"
@@ -52,6 +54,23 @@ def _identifier(value: Any) -> str | None:
 def _spark_keys(value: Any) -> str | None:
     bad = [k for k in value if not k.startswith("spark.")]
     return None if not bad else f"keys must start with 'spark.' (got {', '.join(bad)})"
+
+
+def _unit(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "must be in [0, 1]"
+
+
+def _tasks(value: Any) -> str | None:
+    bad = [t for t in value if t not in ANNOTATE_TASKS]
+    if bad or not value:
+        return f"must be a non-empty list of {', '.join(ANNOTATE_TASKS)} (unknown: {', '.join(bad) or 'none'})"
+    return None
+
+
+def _model_ref(value: Any) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.-]+(:v\d+)?", value):
+        return None
+    return "must be a registry model name, optionally with a version: NAME or NAME:vN"
 
 
 def _check(fn: Callable[[Any], str | None]) -> Any:
@@ -100,6 +119,32 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class AnnotateModels:
+    """The registry model each annotate task runs: NAME (its latest version) or NAME:vN."""
+
+    classify: str = _check(_model_ref)
+    detect: str = _check(_model_ref)
+    segment: str = _check(_model_ref)
+    caption: str = _check(_model_ref)
+    embed: str = _check(_model_ref)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """jobs.annotate: which tasks, which models, and how the model UDFs batch and score."""
+
+    tasks: tuple[str, ...] = _check(_tasks)
+    models: AnnotateModels
+    batch_size: int = _check(_positive)  # images per model call, whatever the Arrow batch size
+    arrow_batch_rows: int = _check(_positive)  # rows (with their image bytes) per Arrow batch into Python
+    decode_threads: int = _check(_positive)  # per task: decode the next batch while the model runs
+    top_k: int = _check(_positive)  # classify: labels kept per image
+    label_threshold: float = _check(_unit)  # classify, multi-label models: least score of a kept label
+    min_score: float = _check(_unit)  # detect: least score of a kept object
+    beam_size: int = _check(_positive)  # caption: 1 is greedy
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole lakelens configuration."""
 
@@ -107,6 +152,7 @@ class Config:
     lake: LakeConfig
     ingest: IngestConfig
     models: ModelsConfig
+    annotate: AnnotateConfig
 
     def digest(self) -> str:
         """Short stable hash of the effective configuration, recorded with what a run writes."""

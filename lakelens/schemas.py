@@ -8,8 +8,10 @@ from pyspark.sql.types import (
     ArrayType,
     BinaryType,
     DateType,
+    FloatType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -141,6 +143,78 @@ FASHION_MNIST = TableSpec(
     ),
 )
 
+
+def _annotations(name: str, description: str, outputs: list[StructField]) -> TableSpec:
+    """A table of jobs.annotate: one row per image and model version; outputs null where ``error`` says why."""
+    return TableSpec(
+        name=name,
+        description=description,
+        schema=StructType(
+            [
+                _f("image_id", StringType(), False),
+                *outputs,
+                _f("error", StringType()),  # null when the model annotated the image; else why it could not
+                _f("annotated_at", TimestampType(), False),  # the run that wrote the row
+                _f("model", StringType(), False),  # registry name and version of the model that made the row
+                _f("model_version", StringType(), False),
+            ]
+        ),
+        partition_by=("model", "model_version"),
+    )
+
+
+_SCORED_LABEL = StructType([_f("label", StringType()), _f("score", FloatType())])
+
+LABELS = _annotations(
+    "labels",
+    "Classifier output per image: the best label and score, and the top labels (multi-label: those above threshold).",
+    [_f("label", StringType()), _f("score", FloatType()), _f("labels", ArrayType(_SCORED_LABEL))],
+)
+
+_OBJECT = StructType(
+    [_f("label", StringType()), _f("score", FloatType()), *[_f(n, FloatType()) for n in ("x0", "y0", "w", "h")]]
+)
+
+DETECTIONS = _annotations(
+    "detections",
+    "Detector output per image: objects with label, score and box (x0, y0, w, h in the image's pixels), best first.",
+    [_f("objects", ArrayType(_OBJECT))],
+)
+
+SEGMENTS = _annotations(
+    "segments",
+    "Segmenter output per image: PNG class mask at the image's size, its classes, and the share of pixels per class.",
+    [
+        _f("mask", BinaryType()),  # 8-bit PNG; value k is mask_classes[k]
+        _f("mask_classes", ArrayType(StringType())),
+        _f("fractions", MapType(StringType(), FloatType())),  # class -> share of pixels, classes present only
+    ],
+)
+
+CAPTIONS = _annotations(
+    "captions",
+    "Captioner output per image: a sentence and its score (geometric mean of its words' probabilities).",
+    [_f("caption", StringType()), _f("score", FloatType())],
+)
+
+EMBEDDINGS = _annotations(
+    "embeddings",
+    "Embedder output per image: an L2-normalised float32 vector (cosine = dot product).",
+    [_f("vector", ArrayType(FloatType()))],
+)
+
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (IMAGES, IMAGE_URIS, SCENE_TRUTH, COCO_TRUTH, FASHION_MNIST)
+    spec.name: spec
+    for spec in (
+        IMAGES,
+        IMAGE_URIS,
+        SCENE_TRUTH,
+        COCO_TRUTH,
+        FASHION_MNIST,
+        LABELS,
+        DETECTIONS,
+        SEGMENTS,
+        CAPTIONS,
+        EMBEDDINGS,
+    )
 }

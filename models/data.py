@@ -52,7 +52,12 @@ class Preprocessing:
 
 def to_tensor_array(data: bytes, prep: Preprocessing) -> np.ndarray:
     """Image bytes -> float32 [C, size, size], upright (EXIF applied), resized, normalised."""
-    img = Image.fromarray(decode_rgb(data))
+    return preprocess_rgb(decode_rgb(data), prep)
+
+
+def preprocess_rgb(rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Decoded pixels uint8 [H, W, 3] -> float32 [C, size, size], resized, normalised."""
+    img = Image.fromarray(rgb)
     if prep.channels == 1:
         img = img.convert("L")
     img = img.resize((prep.size, prep.size), Image.BILINEAR)

@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 from torch import nn
 
 # Architecture name -> "module:Class". Only these are ever built from a manifest.
@@ -138,6 +139,13 @@ def load_model(root: str | Path, name: str, version: str | None = None) -> tuple
         RegistryError: no such entry; unknown architecture; weights corrupt, changed since registration, or not
             matching the architecture.
     """
+    manifest, weights = read_entry(root, name, version)
+    return model_from_bytes(manifest, weights), manifest
+
+
+def read_entry(root: str | Path, name: str, version: str | None = None) -> tuple[Manifest, bytes]:
+    """The manifest and weights file bytes of ``name`` at ``version`` (default: the latest), the weights checked
+    against the manifest's SHA-256. What a Spark job ships to its executors, which need no access to the registry."""
     base = Path(root) / name
     if version is None:
         found = _versions(base)
@@ -148,9 +156,24 @@ def load_model(root: str | Path, name: str, version: str | None = None) -> tuple
     if not (folder / MANIFEST).is_file():
         raise RegistryError(f"no version {version} of model {name!r} in the registry at {root}")
     manifest = Manifest.from_json((folder / MANIFEST).read_text(), str(folder / MANIFEST))
-    if manifest.weights_sha256 and _sha256(folder / WEIGHTS) != manifest.weights_sha256:
+    try:
+        weights = (folder / WEIGHTS).read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"weights of {name} {version} cannot be read: {exc}") from exc
+    if manifest.weights_sha256 and hashlib.sha256(weights).hexdigest() != manifest.weights_sha256:
         raise RegistryError(f"weights of {name} {version} changed since they were registered (SHA-256 differs)")
-    return _with_weights(manifest, folder / WEIGHTS), manifest
+    return manifest, weights
+
+
+def model_from_bytes(manifest: Manifest, weights: bytes) -> nn.Module:
+    """The model of ``manifest`` holding ``weights`` (a safetensors file's bytes), in eval mode on the CPU."""
+    try:
+        state = load(weights)
+    except (SafetensorError, OSError) as exc:
+        raise RegistryError(
+            f"weights of {manifest.name} {manifest.version} are not a readable safetensors file: {exc}"
+        ) from exc
+    return _with_state(manifest, state, f"{manifest.name} {manifest.version}")
 
 
 def register_weights(root: str | Path, weights: str | Path, manifest_file: str | Path) -> Manifest:
@@ -193,11 +216,15 @@ def model_names(root: str | Path) -> list[str]:
 
 
 def _with_weights(manifest: Manifest, weights: Path) -> nn.Module:
-    model = build_model(manifest)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise RegistryError(f"weights file {weights} is not a readable safetensors file: {exc}") from exc
+    return _with_state(manifest, state, str(weights))
+
+
+def _with_state(manifest: Manifest, state: dict[str, torch.Tensor], weights: str) -> nn.Module:
+    model = build_model(manifest)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -63,10 +63,11 @@ def test_ingest_then_sql_from_another_process(tmp_path: Path) -> None:
 
 
 def test_synth_job_writes_scenes_and_ground_truth(tmp_path: Path) -> None:
-    result = run(sys.executable, "-m", "jobs.synth", "--out", str(tmp_path / "s"), "--n", "30", "--seed", "3")
+    out = str(tmp_path / "s")
+    result = run(sys.executable, "-m", "jobs.synth", "--out", out, "--n", "30", "--seed", "3", "--similar-fraction=0.3")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert (summary["n_images"], summary["skipped"]) == (30, False)
+    assert (summary["n_images"], summary["n_relayouts"], summary["skipped"]) == (30, 9, False)
     assert len(list((tmp_path / "s" / "images").iterdir())) == 30
     assert pq.read_table(tmp_path / "s" / "ground_truth.parquet").num_rows == 30
 

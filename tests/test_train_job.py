@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from images import coloured_image
 from safetensors.torch import save_file
 
 from jobs.train import main
-from jobs.training_rows import label_targets, transform_training_rows
+from jobs.training_rows import label_targets, load_snapshot, small_groups, transform_training_rows
 from models.classifier import Classifier
 from models.data import Preprocessing, to_tensor_array
 from models.registry import load_model
@@ -41,6 +42,24 @@ def test_training_rows_skip_errors_and_split_stably(spark, labelled_table: str) 
     again = {r["image_id"]: r["holdout"] for r in rows.collect()}
     assert first == again and len(first) == 60 and "broken" not in first
     assert 0 < sum(first.values()) < 30  # about a fifth held out
+
+
+def test_an_embedder_snapshot_keeps_small_groups_side_by_side(spark, tmp_path: Path) -> None:
+    # 90 groups of 1-3 rows (near-duplicates, same content) in a random order.
+    labels = [g for g in range(90) for _ in range(1 + g % 3)]
+    shuffled = pd.DataFrame({"image_id": [f"i{n}" for n in range(len(labels))], "label": labels}).sample(frac=1.0)
+    rows = spark.createDataFrame(shuffled)
+    assert small_groups(rows, "label", 16) and not small_groups(rows.withColumn("label", rows.label % 3), "label", 16)
+    counts = load_snapshot({"train": rows, "holdout": rows.limit(5)}, str(tmp_path / "snap"), "label")
+    assert counts == {"train": len(labels), "holdout": 5}
+    seen = []
+    for part in sorted((tmp_path / "snap" / "train").glob("*.parquet")):
+        order = pq.read_table(part).column("label").to_pylist()
+        # Each group is one run of rows in one file.
+        runs = [label for i, label in enumerate(order) if i == 0 or order[i - 1] != label]
+        assert len(runs) == len(set(runs))
+        seen += runs
+    assert sorted(seen) == list(range(90))
 
 
 def test_train_job_registers_a_model_that_predicts(spark, cfg, labelled_table: str, tmp_path: Path, capsys) -> None:

@@ -1,0 +1,108 @@
+"""jobs.annotate on a small lake: every task's table, rows in = rows out, incremental re-runs, new versions."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pyspark.sql import functions as F
+
+from jobs.annotate import TASK_TABLES, annotate, annotate_task
+from jobs.ingest import ingest
+from lakelens.config import ANNOTATE_TASKS, Config, ModelsConfig
+from lakelens.lake import qualified, read_table
+from lakelens.scenes import generate_scenes
+from lakelens.schemas import EMBEDDINGS, IMAGES
+from models.registry import RegistryError, install_bundled, load_model, save_model
+from udfs.embed import EmbedPredictor
+from udfs.predictor import predict_frame
+
+
+@pytest.fixture
+def scene_lake(spark, cfg: Config, tmp_path: Path) -> Config:
+    """Eight scenes and one corrupt file ingested; the bundled models in the lake's registry."""
+    folder = tmp_path / "scenes"
+    generate_scenes(folder, n=8, seed=23, workers=1)
+    (folder / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    lake_cfg = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "models")))
+    install_bundled(lake_cfg.models.registry)
+    counts = ingest(spark, lake_cfg, str(folder / "images"))
+    assert (counts.good, counts.errors) == (8, 1)
+    return lake_cfg
+
+
+def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, scene_lake: Config) -> None:
+    first = annotate(spark, scene_lake, ANNOTATE_TASKS)
+    assert [(c.task, c.annotated, c.good, c.errors, c.done_before) for c in first] == [
+        (task, 9, 8, 1, 0) for task in ANNOTATE_TASKS
+    ]
+    versions = {c.task: c.version for c in first}
+    assert versions == {"classify": "v1", "detect": "v1", "segment": "v1", "caption": "v2", "embed": "v1"}
+    for task, table in TASK_TABLES.items():
+        rows = read_table(spark, scene_lake, table)
+        assert rows.count() == 9, task
+        bad = rows.where(F.col("error").isNotNull()).first()
+        assert bad["error"].startswith("ingest error: "), task
+        assert (bad["model"], bad["model_version"]) == (getattr(scene_lake.annotate.models, task), versions[task])
+
+    again = annotate(spark, scene_lake, ANNOTATE_TASKS)
+    assert [(c.annotated, c.done_before) for c in again] == [(0, 9)] * len(ANNOTATE_TASKS)
+    assert all(read_table(spark, scene_lake, t).count() == 9 for t in TASK_TABLES.values())
+
+    # What SQL users ask: the most confident images of a label, big segments, captions with a word.
+    db = scene_lake.lake.database
+    ranked = spark.sql(
+        f"SELECT image_id, o.score FROM {db}.detections LATERAL VIEW explode(objects) t AS o "
+        "WHERE o.label = 'circle' ORDER BY o.score DESC"
+    ).collect()
+    scores = [r.score for r in ranked]
+    assert scores == sorted(scores, reverse=True) and all(0.3 <= s <= 1 for s in scores)
+    big = spark.sql(
+        f"SELECT image_id, class, share FROM {db}.segments LATERAL VIEW explode(fractions) t AS class, share "
+        "WHERE class = 'background' AND share > 0.3"
+    ).count()
+    assert big == 8  # every scene is mostly background
+    worded = spark.sql(f"SELECT caption FROM {db}.captions WHERE array_contains(split(caption, ' '), 'a')").count()
+    assert worded == 8
+
+
+def test_the_spark_rows_are_the_predict_cores_rows(spark, scene_lake: Config) -> None:
+    annotate_task(spark, scene_lake, "embed")
+    written = (
+        read_table(spark, scene_lake, EMBEDDINGS)
+        .select("image_id", "vector", "error", "model", "model_version")
+        .toPandas()
+        .sort_values("image_id", ignore_index=True)
+    )
+    images = read_table(spark, scene_lake, IMAGES).select("image_id", "bytes", "error").toPandas()
+    model, manifest = load_model(scene_lake.models.registry, "embedder")
+    expected = predict_frame(EmbedPredictor(model, manifest, torch.device("cpu")), images.sort_values("image_id"))
+    expected = expected.sort_values("image_id", ignore_index=True)
+    pd.testing.assert_frame_equal(written.drop(columns="vector"), expected.drop(columns="vector"))
+    good = expected.error.isna()
+    np.testing.assert_allclose(np.stack(written.vector[good]), np.stack(expected.vector[good]), atol=1e-5)
+    assert written.vector[~good].isna().all()
+
+
+def test_a_new_model_version_annotates_everything_again_beside_the_old(spark, scene_lake: Config) -> None:
+    annotate_task(spark, scene_lake, "embed")
+    model, manifest = load_model(scene_lake.models.registry, "embedder")
+    save_model(
+        model, dataclasses.replace(manifest, version="", weights_sha256="", created=""), scene_lake.models.registry
+    )
+    counts = annotate_task(spark, scene_lake, "embed")
+    assert (counts.version, counts.annotated, counts.done_before) == ("v2", 9, 0)
+    versions = spark.sql(
+        f"SELECT model_version, count(*) AS n FROM {qualified(scene_lake, EMBEDDINGS)} GROUP BY model_version"
+    ).collect()
+    assert sorted((r.model_version, r.n) for r in versions) == [("v1", 9), ("v2", 9)]
+
+
+def test_a_missing_model_fails_naming_the_remedy(spark, cfg: Config, tmp_path: Path) -> None:
+    empty = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "none")))
+    with pytest.raises(RegistryError, match="caption: no model named 'captioner'.*install the bundled defaults"):
+        annotate_task(spark, empty, "caption")

@@ -1,0 +1,104 @@
+"""One factory for every model task: a ``mapInPandas`` function over a Spark-free predictor.
+
+The driver reads the model's manifest and weights once and ships them (a broadcast) with the function, so
+executors need no access to the registry; each Python worker builds the model once and keeps it.
+
+Example:
+    >>> spec = ModelUdfSpec("embed", manifest, spark.sparkContext.broadcast(weights))
+    >>> images.select("image_id", "bytes", "error").mapInPandas(make_model_udf(spec), udf_schema(EMBEDDINGS))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from pyspark import TaskContext
+from pyspark.sql.types import StructType
+
+from lakelens.schemas import TableSpec
+from models.registry import Manifest
+from udfs.caption import CaptionPredictor
+from udfs.classify import ClassifyPredictor
+from udfs.detect import DetectPredictor
+from udfs.embed import EmbedPredictor
+from udfs.predictor import Predictor, predict_frames
+from udfs.runtime import cached_model, pick_device, set_threads
+from udfs.segment import SegmentPredictor
+
+# Task -> its predictor and the model architecture it runs.
+TASKS: dict[str, tuple[type[Predictor], str]] = {
+    "classify": (ClassifyPredictor, "classifier"),
+    "detect": (DetectPredictor, "detector"),
+    "segment": (SegmentPredictor, "segmenter"),
+    "caption": (CaptionPredictor, "captioner"),
+    "embed": (EmbedPredictor, "embedder"),
+}
+# Columns the UDF leaves to the job (the same for every row of a run).
+JOB_COLUMNS = ("annotated_at",)
+
+
+@dataclass(frozen=True)
+class ModelUdfSpec:
+    """What a model UDF runs.
+
+    Args:
+        task: a key of :data:`TASKS`.
+        manifest: the registry manifest of the model.
+        weights: the safetensors bytes, or a Spark broadcast of them.
+        batch_size: images per model call.
+        decode_threads: threads decoding the next batch while the model runs.
+        max_pixels: larger images are error rows (decompression bombs).
+        options: the task's own settings (top_k, threshold, min_score, beam_size, ...).
+    """
+
+    task: str
+    manifest: Manifest
+    weights: Any
+    batch_size: int = 64
+    decode_threads: int = 2
+    max_pixels: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        wanted = TASKS[self.task][1]
+        if self.manifest.architecture != wanted:
+            raise ValueError(
+                f"task {self.task} runs {wanted} models, but model {self.manifest.name} {self.manifest.version} "
+                f"is a {self.manifest.architecture}"
+            )
+
+
+def udf_schema(table: TableSpec) -> StructType:
+    """The columns a model UDF returns for ``table``: all but those the job adds."""
+    return StructType([f for f in table.schema.fields if f.name not in JOB_COLUMNS])
+
+
+def task_resources() -> tuple[list[str], int]:
+    """The running Spark task's GPU addresses and CPU cores (outside a task: none, and this machine's cores)."""
+    context = TaskContext.get()
+    if context is None:
+        return [], os.cpu_count() or 1
+    gpu = context.resources().get("gpu")
+    return list(gpu.addresses) if gpu else [], context.cpus()
+
+
+def make_model_udf(spec: ModelUdfSpec) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """A ``mapInPandas`` function: frames of (image_id, bytes, error) -> frames of ``udf_schema(table)``."""
+
+    def annotate(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        gpus, cores = task_resources()
+        set_threads(cores)
+        device = pick_device(gpus)
+        weights = spec.weights.value if hasattr(spec.weights, "value") else spec.weights
+        model = cached_model(spec.manifest, weights, device)
+        predictor_class = TASKS[spec.task][0]
+        predictor = predictor_class(model, spec.manifest, device, spec.batch_size, spec.max_pixels, **spec.options)
+        yield from predict_frames(predictor, frames, spec.decode_threads)
+
+    return annotate

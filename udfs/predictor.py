@@ -1,0 +1,162 @@
+"""The Spark-free predict core every model task shares: image bytes in, one output row per image out.
+
+Rows are re-batched to the model's batch size; the next batch is decoded and preprocessed by a thread pool while
+the model runs on the current one; a row that cannot be decoded, that arrived with an ingest error, or that makes
+the model fail becomes a row with ``error`` set and the task's outputs null. Rows in = rows out, in order.
+
+Example:
+    >>> predictor = EmbedPredictor(model, manifest, torch.device("cpu"), batch_size=64)
+    >>> out = predict_frame(predictor, pd.DataFrame({"image_id": ids, "bytes": blobs}))
+    >>> out.columns.tolist()
+    ['image_id', 'vector', 'error', 'model', 'model_version']
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from lakelens.imaging import decode_rgb
+from models.data import Preprocessing, preprocess_rgb
+from models.registry import Manifest
+from udfs.batching import RowFailure, rebatch, run_guarded
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded image ready for the model: pixels float32 [C, S, S] and its own (width, height)."""
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+
+
+class Predictor(ABC):
+    """A model and what it outputs per image. Subclasses name their output columns and implement ``infer``."""
+
+    task: ClassVar[str]
+    outputs: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        model: nn.Module,
+        manifest: Manifest,
+        device: torch.device,
+        batch_size: int = 64,
+        max_pixels: int | None = None,
+        **options: Any,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        self.model = model.to(device).eval()
+        self.manifest = manifest
+        self.device = device
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.prep = Preprocessing.from_manifest(manifest.preprocessing)
+        self.configure(**options)
+
+    def configure(self) -> None:  # noqa: B027 - an optional hook: a task without options (embed) keeps this one
+        """Takes the task's own options (``top_k``, ``beam_size``, ...) and checks the manifest has what the task
+        needs; subclasses with options override it."""
+
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode and preprocess one image; raises ``ImageDecodeError`` for bytes that are not an image."""
+        rgb = decode_rgb(data, self.max_pixels)
+        return Prepared(preprocess_rgb(rgb, self.prep), (rgb.shape[1], rgb.shape[0]))
+
+    def to_device(self, batch: Sequence[Prepared]) -> torch.Tensor:
+        """The batch's pixels [N, C, S, S] on the model's device (through pinned memory to a GPU)."""
+        pixels = torch.from_numpy(np.stack([p.pixels for p in batch]))
+        if self.device.type == "cuda":
+            return pixels.pin_memory().to(self.device, non_blocking=True)
+        return pixels
+
+    def autocast(self) -> torch.autocast:
+        """Mixed precision (float16) on a GPU; a no-op on the CPU."""
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda")
+
+    @abstractmethod
+    def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
+        """One dict of ``outputs`` per prepared image, in order."""
+
+
+def predict_frames(
+    predictor: Predictor, frames: Iterable[pd.DataFrame], decode_threads: int = 2, ahead: int = 1
+) -> Iterator[pd.DataFrame]:
+    """Annotate every row of ``frames`` (columns ``image_id``, ``bytes`` and optionally ``error``, an ingest error).
+
+    Args:
+        predictor: the model and its task.
+        frames: input batches of any size (Arrow batches from Spark).
+        decode_threads: threads decoding and preprocessing images.
+        ahead: batches decoded ahead of the one the model is running.
+
+    Yields:
+        frames of up to ``predictor.batch_size`` rows: ``image_id``, the task's outputs, ``error``, ``model``,
+        ``model_version``; one row per input row, in input order.
+    """
+    with (
+        ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="lakelens-decode") as decoders,
+        ThreadPoolExecutor(1, thread_name_prefix="lakelens-lookahead") as lookahead,
+    ):
+        queued: deque = deque()
+        for frame in rebatch(frames, predictor.batch_size):
+            queued.append(lookahead.submit(_prepare_frame, predictor, frame, decoders))
+            if len(queued) > ahead:
+                yield _annotate(predictor, *queued.popleft().result())
+        while queued:
+            yield _annotate(predictor, *queued.popleft().result())
+
+
+def predict_frame(predictor: Predictor, frame: pd.DataFrame, decode_threads: int = 2) -> pd.DataFrame:
+    """All rows of one frame annotated (see :func:`predict_frames`)."""
+    parts = list(predict_frames(predictor, [frame], decode_threads))
+    return pd.concat(parts, ignore_index=True) if parts else _empty(predictor)
+
+
+def _prepare_frame(
+    predictor: Predictor, frame: pd.DataFrame, decoders: ThreadPoolExecutor
+) -> tuple[pd.DataFrame, list[Prepared | RowFailure]]:
+    errors = frame["error"] if "error" in frame.columns else [None] * len(frame)
+
+    def prepare(data: Any, error: Any) -> Prepared | RowFailure:
+        if isinstance(error, str):
+            return RowFailure(f"ingest error: {error}")
+        if data is None or (isinstance(data, float) and np.isnan(data)):
+            return RowFailure("no image bytes")
+        try:
+            return predictor.prepare(bytes(data))
+        except Exception as exc:  # noqa: BLE001 - a bad image is a row with an error, whatever the decoder raised
+            return RowFailure(f"decode failed: {exc}"[:500])
+
+    return frame, list(decoders.map(prepare, frame["bytes"], errors))
+
+
+def _annotate(predictor: Predictor, frame: pd.DataFrame, prepared: list[Prepared | RowFailure]) -> pd.DataFrame:
+    good = [i for i, p in enumerate(prepared) if isinstance(p, Prepared)]
+    results: list[Any] = list(prepared)
+    if good:
+        with torch.inference_mode():
+            found = run_guarded(predictor.infer, [prepared[i] for i in good])
+        for i, result in zip(good, found, strict=True):
+            results[i] = result
+    columns: dict[str, list] = {"image_id": frame["image_id"].tolist()}
+    for name in predictor.outputs:
+        columns[name] = [None if isinstance(r, RowFailure) else r[name] for r in results]
+    columns["error"] = [r.reason if isinstance(r, RowFailure) else None for r in results]
+    columns["model"] = [predictor.manifest.name] * len(frame)
+    columns["model_version"] = [predictor.manifest.version] * len(frame)
+    return pd.DataFrame(columns)
+
+
+def _empty(predictor: Predictor) -> pd.DataFrame:
+    return pd.DataFrame(columns=["image_id", *predictor.outputs, "error", "model", "model_version"])
