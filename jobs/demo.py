@@ -1,4 +1,4 @@
-"""The embedded default, end to end: synthetic scenes into a local lake, the default models into its registry.
+"""The embedded default, end to end: synthetic scenes into a local lake, annotated by the default models.
 
 ``./build.sh demo [--n N] [--seed S] [--lake PATH]`` runs this. Re-running it changes nothing.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from jobs.annotate import TASK_TABLES, annotate
 from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.lake import lake_uri, local_lake_root, registry_root
@@ -36,14 +37,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = registry_root(cfg)
     installed = install_bundled(registry)
     log.info("demo: %d default models installed into %s", len(installed), registry)
+    for task_counts in annotate(spark, cfg, cfg.annotate.tasks):
+        print(task_counts.summary())
     db = cfg.lake.database
+    tables = ", ".join(
+        f"{db}.{t}" for t in ("images", "image_uris", *(TASK_TABLES[t].name for t in cfg.annotate.tasks))
+    )
     lake_arg = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
     print(
         f"\nlake:         {root}\n"
-        f"tables:       {db}.images, {db}.image_uris (Parquet under {root}/warehouse/{db}.db)\n"
+        f"tables:       {tables}\n              (Parquet under {root}/warehouse/{db}.db)\n"
         f"scenes:       {scenes}/images, ground truth {scenes}/ground_truth.parquet\n"
         f"models:       {registry} ({', '.join(model_names(registry)) or 'none'})\n"
-        f'query it:     ./build.sh sql "SELECT format, count(*) AS n FROM images GROUP BY format"{lake_arg}'
+        f'query it:     ./build.sh sql "SELECT caption, count(*) AS n FROM captions GROUP BY caption ORDER BY n DESC"'
+        f"{lake_arg}"
     )
     return 0
 

@@ -79,13 +79,61 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert first.returncode == 0, first.stderr
     assert "read 40 (good 40 + errors 0), new images 40, duplicates 0, new uris 40" in first.stdout
     assert f"lake:         file:{lake}" in first.stdout
+    for line in ("classify: classifier v1 -> labels", "detect: detector v1 -> detections", "segment: segmenter v1 ->",
+                 "caption: captioner v2 -> captions", "embed: embedder v1 -> embeddings"):  # fmt: skip
+        assert line in first.stdout
+    assert first.stdout.count("annotated 40 (good 40 + errors 0), already done 0") == 5
 
     again = run("./build.sh", "demo", "--n", "40", "--lake", str(lake))
     assert again.returncode == 0, again.stderr
     assert "listed 40, unchanged 40, read 0 (good 0 + errors 0), new images 0" in again.stdout
+    assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 5
+    check_readme_queries(lake)
 
     counted = run(
         "./build.sh", "sql", "SELECT count(*) AS n, count(DISTINCT uri) AS uris FROM images", "--lake", str(lake)
     )
     assert counted.returncode == 0, counted.stderr
     assert table_rows(counted.stdout) == [["n", "uris"], ["40", "40"]]
+
+
+def readme_queries() -> dict[str, str]:
+    """The ``./build.sh sql`` examples of README.md's annotation section, by their comment."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("<!-- annotation queries -->") :]
+    section = section[: section.index("```", section.index("```") + 3)]
+    queries, comment = {}, None
+    for line in section.splitlines():
+        if line.startswith("# "):
+            comment = line[2:]
+        elif line.startswith("./build.sh sql "):
+            queries[comment] = line[len("./build.sh sql ") :].strip().strip('"')
+    return queries
+
+
+def check_readme_queries(lake: Path) -> None:
+    """Each README query over the demo lake gives what the tables' Parquet files say it should."""
+    warehouse = lake / "warehouse" / "lake.db"
+    detections = pq.read_table(warehouse / "detections").to_pandas()
+    segments = pq.read_table(warehouse / "segments").to_pandas()
+    captions = pq.read_table(warehouse / "captions").to_pandas()
+    queries = readme_queries()
+    assert len(queries) == 3
+
+    ranked = table_rows(run("./build.sh", "sql", queries["The ten most confident stars, best first"], "--lake",
+                            str(lake)).stdout)  # fmt: skip
+    stars = sorted((o["score"] for objs in detections.objects for o in objs if o["label"] == "star"), reverse=True)
+    assert ranked[0] == ["file", "conf"] and len(ranked) == 1 + min(10, len(stars)) > 1
+    assert [float(r[1]) for r in ranked[1:]] == [round(s, 3) for s in stars[:10]]
+    assert all(r[0].endswith((".jpg", ".png")) for r in ranked[1:])
+
+    covered = table_rows(run("./build.sh", "sql", queries["Images more than 10 % covered by one shape"], "--lake",
+                             str(lake), "--limit", "1000", "--truncate", "0").stdout)  # fmt: skip
+    expected = {(i, c) for i, f in zip(segments.image_id, segments.fractions, strict=True)
+                for c, share in dict(f).items() if c != "background" and share > 0.1}  # fmt: skip
+    assert covered[0] == ["image_id", "class", "share"] and {(r[0], r[1]) for r in covered[1:]} == expected
+
+    worded = run("./build.sh", "sql", queries["Captions with the word 'star'"], "--lake", str(lake), "--truncate", "0")
+    worded = table_rows(worded.stdout)
+    counts = captions[captions.caption.str.split().map(lambda w: "star" in w)].caption.value_counts()
+    assert worded[0] == ["caption", "n"] and {r[0]: int(r[1]) for r in worded[1:]} == counts.to_dict()

@@ -25,7 +25,7 @@ class CaptionPredictor(Predictor):
 
     def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
         pixels = self.to_device(batch)
-        with self.autocast():
+        with self.inference():
             if self.beam_size > 1:
                 ids, scores = self.model.beam_search(pixels, self.beam_size)
             else:

@@ -24,7 +24,7 @@ class ClassifyPredictor(Predictor):
         self.multi_label = bool(self.manifest.arch_args.get("multi_label", False))
 
     def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
-        with self.autocast():
+        with self.inference():
             scores = self.model(self.to_device(batch))["scores"].float()
         best, ids = scores.topk(self.top_k, dim=1)
         rows = []

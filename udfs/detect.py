@@ -23,7 +23,7 @@ class DetectPredictor(Predictor):
         self.min_score, self.iou_threshold, self.max_objects = min_score, iou_threshold, max_objects
 
     def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
-        with self.autocast():
+        with self.inference():
             found = self.model.detect(self.to_device(batch), self.min_score, self.iou_threshold, self.max_objects)
         rows = []
         for item, objects in zip(batch, found, strict=True):

@@ -15,7 +15,7 @@ class EmbedPredictor(Predictor):
     outputs = ("vector",)
 
     def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
-        with self.autocast():
+        with self.inference():
             vectors = self.model(self.to_device(batch))["vectors"]
         # Half precision on a GPU: normalise again in float32 so every vector is unit length to float32 accuracy.
         vectors = vectors.float()

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -80,9 +81,14 @@ class Predictor(ABC):
             return pixels.pin_memory().to(self.device, non_blocking=True)
         return pixels
 
-    def autocast(self) -> torch.autocast:
-        """Mixed precision (float16) on a GPU; a no-op on the CPU."""
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda")
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """No autograd; mixed precision (float16) on a GPU."""
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"),
+        ):
+            yield
 
     @abstractmethod
     def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
@@ -145,8 +151,7 @@ def _annotate(predictor: Predictor, frame: pd.DataFrame, prepared: list[Prepared
     good = [i for i, p in enumerate(prepared) if isinstance(p, Prepared)]
     results: list[Any] = list(prepared)
     if good:
-        with torch.inference_mode():
-            found = run_guarded(predictor.infer, [prepared[i] for i in good])
+        found = run_guarded(predictor.infer, [prepared[i] for i in good])
         for i, result in zip(good, found, strict=True):
             results[i] = result
     columns: dict[str, list] = {"image_id": frame["image_id"].tolist()}

@@ -30,7 +30,7 @@ class SegmentPredictor(Predictor):
             )
 
     def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
-        with self.autocast():
+        with self.inference():
             logits = self.model(self.to_device(batch))["logits"]
         masks = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
         return [self._row(mask, item.size) for mask, item in zip(masks, batch, strict=True)]
