@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -34,18 +35,19 @@ from jobs.training_rows import (
     transform_with_bytes,
 )
 from lakelens.cli import config_from_args, job_parser, run_job
+from lakelens.coco import caption_texts
 from lakelens.config import Config
 from lakelens.lake import lake_uri, read_table, registry_root
 from lakelens.schemas import IMAGES
 from lakelens.spark import job_session
-from models.captioner_training import evaluate_captioner, train_captioner
+from models.captioner_training import evaluate_captioner, pretrain_decoder, train_captioner
 from models.data import Preprocessing, petastorm_url
 from models.detector_training import evaluate_detector, train_detector
 from models.embedder_training import evaluate_embedder, train_embedder
 from models.registry import Manifest, build_model, register_weights, save_model
 from models.segmenter_training import evaluate_segmenter, train_segmenter
 from models.train_loop import TrainSettings, evaluate_classifier, pick_device, train_classifier
-from models.vocabulary import Vocabulary
+from models.vocabulary import Vocabulary, tokenize
 
 log = logging.getLogger("lakelens.train")
 KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner")
@@ -123,6 +125,20 @@ class Snapshot:
     classes: list[str]
     multi_label: bool
     vocabulary: Vocabulary | None
+    pretraining: list[str]
+
+
+def pretraining_captions(path: str | None, spark_parts: dict[str, list[str]]) -> list[str]:
+    """The captions of ``path`` (COCO JSON or text) that no held-out or evaluation row has as its caption, so text
+    pretraining never reads a reference it is scored against."""
+    if not path:
+        return []
+    scored = {" ".join(tokenize(c)) for part, captions in spark_parts.items() if part != "train" for c in captions}
+    texts = caption_texts(Path(path))
+    kept = [c for c in texts if " ".join(tokenize(c)) not in scored]
+    log.info("train: %d pretraining captions from %s (%d left out: captions of held-out or evaluation rows)",
+             len(kept), path, len(texts) - len(kept))  # fmt: skip
+    return kept
 
 
 def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
@@ -150,11 +166,15 @@ def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
         log.info("train: %s rows for training, %s held out, %d classes%s%s, snapshot %s", counts["train"],
                  counts["holdout"], len(classes), " (multi-label)" if multi_label else "",
                  " (equal labels side by side)" if grouped else "", folder)  # fmt: skip
-        vocabulary = None
+        vocabulary, pretraining = None, []
         if args.model == "captioner":
-            captions = spark.read.parquet(f"{folder}/train").select("caption").collect()
-            vocabulary = Vocabulary.build(r["caption"] for r in captions if r["caption"])
-    return Snapshot(table_name, column, folder, counts, classes, multi_label, vocabulary)
+            parts_captions = {
+                part: [r["caption"] for r in spark.read.parquet(f"{folder}/{part}").select("caption").collect()]
+                for part in counts
+            }
+            pretraining = pretraining_captions(args.pretrain_captions, parts_captions)
+            vocabulary = Vocabulary.build([*(c for c in parts_captions["train"] if c), *pretraining])
+    return Snapshot(table_name, column, folder, counts, classes, multi_label, vocabulary, pretraining)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,6 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--holdout-percent", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=64, help="embedder: vector length (default 64)")
+    parser.add_argument(
+        "--pretrain-captions",
+        metavar="FILE",
+        help="captioner: captions without images (COCO captions JSON, or text, one a line) the decoder reads first; "
+        "any caption of a held-out or evaluation row is left out",
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=3, help="epochs over --pretrain-captions (default 3)")
     parser.add_argument("--register", metavar="WEIGHTS", help="register a safetensors file trained elsewhere")
     parser.add_argument("--manifest", help="the manifest (JSON) that goes with --register")
     args = parser.parse_args(argv)
@@ -205,6 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device()
     model, arch_args = make_model(args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary)
     train, evaluate = trainer(args.model, snap.vocabulary)
+    pretrained = {}
+    if snap.pretraining:
+        pre_settings = TrainSettings(args.pretrain_epochs, args.batch_size, args.lr, args.seed)
+        pre_history = pretrain_decoder(model, snap.pretraining, prep, pre_settings, device, snap.vocabulary)
+        pretrained = {"pretrain_captions": args.pretrain_captions, "pretrain_rows": len(snap.pretraining),
+                      "pretrain_epochs": args.pretrain_epochs, "pretrain_loss": pre_history[-1]["loss"]}  # fmt: skip
     history = train(model, petastorm_url(f"{snap.folder}/train"), prep, settings, device)
     metrics = {f"train_{k}": v for k, v in history[-1].items() if k != "rows"}
     for part in sorted(p for p, n in snap.counts.items() if p != "train" and n > 0):
@@ -230,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lr": args.lr,
             "seed": args.seed,
             "device": str(device),
+            **pretrained,
         },
         metrics=metrics,
         command=shlex.join(["python", "-m", "jobs.train", *(argv if argv is not None else sys.argv[1:])]),

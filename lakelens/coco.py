@@ -107,6 +107,14 @@ def _box(x0: float, y0: float, w: float, h: float) -> dict[str, int]:
     return {"x0": round(x0), "y0": round(y0), "w": max(round(w), 1), "h": max(round(h), 1)}
 
 
+def caption_texts(path: Path) -> list[str]:
+    """Captions of a COCO captions JSON file (``annotations[].caption``) or of a text file, one a line."""
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        return [note["caption"].strip() for note in json.loads(text)["annotations"]]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _captions_by_coco_id(files: list[Path]) -> dict[int, list[str]]:
     found: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for file in files:

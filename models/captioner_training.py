@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,41 @@ def train_captioner(
         history.append(stats)
         log.info("epoch %d/%d: caption loss %.4f, %.0f images/s", epoch + 1, settings.epochs, stats["loss"],
                  stats["images_per_s"])  # fmt: skip
+    return history
+
+
+def pretrain_decoder(
+    model: Captioner, captions: Sequence[str], prep: Preprocessing, settings: TrainSettings, device: torch.device,
+    vocabulary: Vocabulary,
+) -> list[dict[str, float]]:  # fmt: skip
+    """Teach the decoder the language of ``captions`` (text without images) before it sees any image: each caption
+    is read against a blank image, so the model learns which words follow which, and training on real pairs then
+    only has to tie them to what is in the picture. Returns per epoch {loss, rows, captions_per_s}."""
+    _check_vocabulary(model, vocabulary)
+    seed_everything(settings.seed)
+    model.to(device).train()
+    optimiser = Optimiser(model, settings, device, clip_norm=1.0)
+    tokens = torch.tensor([vocabulary.encode(c, MAX_CAPTION_LENGTH) for c in captions], dtype=torch.long)
+    blank = torch.zeros(1, prep.channels, prep.size, prep.size, device=device)
+    history = []
+    for epoch in range(settings.epochs):
+        started, total = time.perf_counter(), 0.0
+        order = torch.randperm(len(tokens))
+        for start in range(0, len(tokens), settings.batch_size):
+            batch = tokens[order[start : start + settings.batch_size]].to(device)
+            with torch.autocast(device.type, enabled=optimiser.amp):
+                loss = model.loss(model(blank.expand(len(batch), -1, -1, -1), batch)["logits"], batch)
+            optimiser.step(loss)
+            total += loss.item() * len(batch)
+        optimiser.end_epoch()
+        stats = {
+            "loss": total / max(len(tokens), 1),
+            "rows": float(len(tokens)),
+            "captions_per_s": len(tokens) / (time.perf_counter() - started),
+        }
+        history.append(stats)
+        log.info("pretraining epoch %d/%d: caption loss %.4f, %.0f captions/s", epoch + 1, settings.epochs,
+                 stats["loss"], stats["captions_per_s"])  # fmt: skip
     return history
 
 

@@ -11,10 +11,11 @@ import pytest
 import torch
 from images import coloured_image
 
+from jobs.train import pretraining_captions
 from lakelens.lake import table_location
 from models.bleu import corpus_bleu
 from models.captioner import Captioner
-from models.captioner_training import CaptionTargets, evaluate_captioner, train_captioner
+from models.captioner_training import CaptionTargets, evaluate_captioner, pretrain_decoder, train_captioner
 from models.data import Preprocessing, petastorm_url
 from models.registry import Manifest, load_model, save_model
 from models.train_loop import TrainSettings
@@ -200,3 +201,23 @@ def test_training_refuses_a_vocabulary_of_another_size(tmp_path: Path) -> None:
             Captioner(5, **TINY), tmp_path.as_uri(), Preprocessing(16), TrainSettings(epochs=1), torch.device("cpu"),
             Vocabulary.build(COLOUR_CAPTIONS),
         )  # fmt: skip
+
+
+def test_text_pretraining_teaches_the_decoder_its_language_on_a_blank_image() -> None:
+    captions = ["a red circle on grass"] * 30 + ["a blue square"] * 10
+    vocabulary = Vocabulary.build(captions)
+    model = tiny_model(len(vocabulary))
+    prep = Preprocessing(16)
+    settings = TrainSettings(epochs=25, batch_size=8, lr=1e-2)
+    history = pretrain_decoder(model, captions, prep, settings, torch.device("cpu"), vocabulary)
+    assert history[-1]["loss"] < history[0]["loss"] / 3 and history[-1]["rows"] == 40
+    ids, _ = model.eval().greedy(torch.zeros(1, 3, 16, 16))
+    assert vocabulary.decode(ids[0].tolist()) == "a red circle on grass"  # the commoner caption
+
+
+def test_pretraining_text_leaves_out_every_caption_it_is_scored_against(tmp_path: Path) -> None:
+    file = tmp_path / "captions.txt"
+    file.write_text("A dog runs.\n\na cat sleeps\nTwo birds\n")
+    parts = {"train": ["a dog runs"], "holdout": ["Two birds!"], "eval": ["a cat  sleeps."]}
+    assert pretraining_captions(str(file), parts) == ["A dog runs."]
+    assert pretraining_captions(None, parts) == []
