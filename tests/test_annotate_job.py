@@ -41,7 +41,7 @@ def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, sce
         (task, 9, 8, 1, 0) for task in ANNOTATE_TASKS
     ]
     versions = {c.task: c.version for c in first}
-    assert versions == {"classify": "v1", "detect": "v1", "segment": "v1", "caption": "v2", "embed": "v1"}
+    assert versions == {"classify": "v1", "detect": "v1", "segment": "v1", "caption": "v2", "embed": "v2"}
     for task, table in TASK_TABLES.items():
         rows = read_table(spark, scene_lake, table)
         assert rows.count() == 9, task
@@ -95,11 +95,11 @@ def test_a_new_model_version_annotates_everything_again_beside_the_old(spark, sc
         model, dataclasses.replace(manifest, version="", weights_sha256="", created=""), scene_lake.models.registry
     )
     counts = annotate_task(spark, scene_lake, "embed")
-    assert (counts.version, counts.annotated, counts.done_before) == ("v2", 9, 0)
+    assert (counts.version, counts.annotated, counts.done_before) == ("v3", 9, 0)
     versions = spark.sql(
         f"SELECT model_version, count(*) AS n FROM {qualified(scene_lake, EMBEDDINGS)} GROUP BY model_version"
     ).collect()
-    assert sorted((r.model_version, r.n) for r in versions) == [("v1", 9), ("v2", 9)]
+    assert sorted((r.model_version, r.n) for r in versions) == [("v2", 9), ("v3", 9)]
 
 
 def test_a_missing_model_fails_naming_the_remedy(spark, cfg: Config, tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert "read 40 (good 40 + errors 0), new images 40, duplicates 0, new uris 40" in first.stdout
     assert f"lake:         file:{lake}" in first.stdout
     for line in ("classify: classifier v1 -> labels", "detect: detector v1 -> detections", "segment: segmenter v1 ->",
-                 "caption: captioner v2 -> captions", "embed: embedder v1 -> embeddings"):  # fmt: skip
+                 "caption: captioner v2 -> captions", "embed: embedder v2 -> embeddings"):  # fmt: skip
         assert line in first.stdout
     assert first.stdout.count("annotated 40 (good 40 + errors 0), already done 0") == 5
 

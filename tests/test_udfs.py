@@ -105,7 +105,7 @@ def test_embed_gives_the_models_unit_vectors(scene_bytes) -> None:
     predictor, model, manifest = bundled(EmbedPredictor, "embedder")
     out = predict_frame(predictor, frame_of(scene_bytes))
     assert out.columns.tolist() == ["image_id", "vector", "error", "model", "model_version"]
-    assert out.error.isna().all() and set(out.model) == {"embedder"} and set(out.model_version) == {"v1"}
+    assert out.error.isna().all() and set(out.model) == {"embedder"} and set(out.model_version) == {"v2"}
     vectors = np.stack(out.vector)
     assert vectors.dtype == np.float32 and vectors.shape == (11, manifest.arch_args["dim"])
     with torch.no_grad():

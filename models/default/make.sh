@@ -3,7 +3,7 @@
 # (seed 0, 128 px) ingested into a scratch lake, their ground truth imported, one jobs.train run per model.
 # Each manifest.json here records the command that made it, its training data and its held-out metrics.
 #
-#   models/default/make.sh [SCRATCH_LAKE]       # default /tmp/lakelens-defaults; about 1.5 h on 2 CPU cores
+#   models/default/make.sh [SCRATCH_LAKE]       # default /tmp/lakelens-defaults; about 2 h on 2 CPU cores
 set -euo pipefail
 lake=${1:-/tmp/lakelens-defaults}
 cd "$(dirname "$0")/../.."
@@ -21,8 +21,14 @@ train --model classifier --name classifier --label-column labels --size 64 --epo
 train --model detector --name detector --size 96 --epochs 6 --batch-size 32 --lr 2e-3
 train --model segmenter --name segmenter --size 64 --epochs 6 --batch-size 32 --lr 3e-3
 train --model captioner --name captioner --size 64 --epochs 24 --batch-size 64 --lr 3e-3
-# The embedder's positives are scenes with the same objects (shape, colour, size), whatever their layout.
-train --model embedder --name embedder --size 64 --epochs 3 \
+# The embedder's positives are scenes with the same objects (shape, colour, size), whatever their layout; it learns
+# that from relayout-rich scenes: 20,000 of seed 5, 40 % of them relayouts, in a lake of their own.
+rich=$lake/sources/synth-n20000-seed5-relayouts
+"$py" -m jobs.synth --out "$rich" --n 20000 --seed 5 --dup-fraction 0.1 --similar-fraction 0.4
+"$py" -m jobs.ingest --lake "$lake/embedder-lake" --source "$rich/images"
+"$py" -m jobs.import_dataset scenes --lake "$lake/embedder-lake" --dir "$rich"
+"$py" -m jobs.train --lake "$lake/embedder-lake" --set "models.registry=$registry" --data scene_truth \
+    --model embedder --name embedder --size 64 --epochs 14 \
     --label-expr "abs(xxhash64(array_sort(arrays_zip(labels, colours, sizes))))"
 
 rm -rf models/default/{classifier,detector,segmenter,captioner,embedder}
