@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +21,10 @@ from lakelens.config import CONF_DIR, Config
 from lakelens.lake import ensure_database, lake_uri, local_lake_root, warehouse_uri
 
 log = logging.getLogger(__name__)
+
+REPO_ROOT = CONF_DIR.parent
+# What executors import: the core, the models and the UDFs (jobs run on the driver only).
+CODE_PACKAGES = ("lakelens", "models", "udfs")
 
 
 def under_spark_submit() -> bool:
@@ -53,6 +60,10 @@ def build_session(cfg: Config) -> SparkSession:
 
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    if master and not _in_process(master):
+        # Executors of their own (local-cluster, standalone) import the project's code from a zip the session
+        # ships; under spark-submit, --py-files does that.
+        spark.sparkContext.addPyFile(str(code_zip()))
     try:
         ensure_database(spark, cfg)
     except AnalysisException as exc:
@@ -65,6 +76,22 @@ def build_session(cfg: Config) -> SparkSession:
         raise
     log.info("spark %s master=%s lake=%s", spark.version, spark.sparkContext.master, lake_uri(cfg))
     return spark
+
+
+def _in_process(master: str) -> bool:
+    """Whether the master runs executors inside this process (``local``, ``local[N]``), where imports just work."""
+    return master == "local" or master.startswith("local[")
+
+
+@functools.cache
+def code_zip() -> Path:
+    """A zip of the project's importable packages (Python files only) for executors, made once per process."""
+    zipped = Path(tempfile.mkdtemp(prefix="lakelens-code-")) / "lakelens_code.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in CODE_PACKAGES:
+            for path in sorted((REPO_ROOT / package).rglob("*.py")):
+                archive.write(path, path.relative_to(REPO_ROOT).as_posix())
+    return zipped
 
 
 class MetastoreBusyError(RuntimeError):

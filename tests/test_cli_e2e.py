@@ -137,3 +137,20 @@ def check_readme_queries(lake: Path) -> None:
     worded = table_rows(worded.stdout)
     counts = captions[captions.caption.str.split().map(lambda w: "star" in w)].caption.value_counts()
     assert worded[0] == ["caption", "n"] and {r[0]: int(r[1]) for r in worded[1:]} == counts.to_dict()
+
+
+@pytest.mark.slow
+def test_annotate_on_separate_executor_processes(tmp_path: Path) -> None:
+    """local-cluster starts real executor JVMs: the weights travel as a broadcast, each executor's Python worker
+    builds its own model, and a corrupt file is still one error row."""
+    lake, scenes = tmp_path / "lake", tmp_path / "scenes"
+    assert run(sys.executable, "-m", "jobs.synth", "--out", str(scenes), "--n", "12", "--seed", "4").returncode == 0
+    (scenes / "images" / "cut.png").write_bytes(encode(rgb(64, 64, seed=3), "PNG")[:200])
+    ingested = run(sys.executable, "-m", "jobs.ingest", "--source", str(scenes / "images"), "--lake", str(lake))
+    assert "read 13 (good 12 + errors 1)" in ingested.stdout, ingested.stderr
+    master = "spark.master=local-cluster[2,1,1024]"
+    annotated = run(sys.executable, "-m", "jobs.annotate", "--tasks", "embed,segment", "--lake", str(lake), "--set",
+                    master, "--set", f"models.registry={REPO / 'models' / 'default'}")  # fmt: skip
+    assert annotated.returncode == 0, annotated.stderr
+    assert "segment: segmenter v1 -> segments: annotated 13 (good 12 + errors 1), already done 0" in annotated.stdout
+    assert "embed: embedder v2 -> embeddings: annotated 13 (good 12 + errors 1), already done 0" in annotated.stdout
