@@ -134,6 +134,7 @@ def annotate_task(spark: SparkSession, cfg: Config, task: str) -> TaskCounts:
             append(transform_annotations(pending, spec, table, annotated_at), cfg, table)
     finally:
         pending_ids.unpersist()
+        spec.weights.unpersist()
     written = (
         read_table(spark, cfg, table)
         .where((F.col("model") == name) & (F.col("model_version") == version) & (F.col("annotated_at") == annotated_at))
