@@ -8,7 +8,7 @@ from images import ODD_EXPECTED as EXPECTED
 from images import encode, exif_rotated_jpeg, odd_files, rgb
 from PIL import Image
 
-from lakelens.imaging import ImageDecodeError, ImageInfo, decode_rgb, probe
+from lakelens.imaging import ImageDecodeError, ImageInfo, decode_rgb, decode_rgb_for, probe
 
 MAX_PIXELS = 50_000_000
 
@@ -76,3 +76,38 @@ def test_decode_rgb_refuses_too_many_pixels() -> None:
 
 def test_probe_of_nothing() -> None:
     assert probe(None, MAX_PIXELS) == ImageInfo(error="empty file (0 bytes)")
+
+
+def photo(w: int, h: int) -> Image.Image:
+    """A smooth 'photo': gradients and a few flat discs, as JPEG decoders see real pictures."""
+    y, x = np.mgrid[0:h, 0:w]
+    pixels = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2).astype(np.uint8)
+    for cx, cy, r, colour in ((w // 4, h // 3, h // 6, (220, 30, 30)), (2 * w // 3, h // 2, h // 5, (30, 60, 220))):
+        pixels[(x - cx) ** 2 + (y - cy) ** 2 < r**2] = colour
+    return Image.fromarray(pixels)
+
+
+def test_a_large_jpeg_decodes_at_reduced_scale_for_a_small_model() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 1024 x 768, shown 768 x 1024
+    data = encode(photo(1024, 768), "JPEG", quality=92, exif=exif.tobytes())
+    reduced, size = decode_rgb_for(data, 64)
+    assert size == (768, 1024)
+    assert reduced.shape == (128, 96, 3)  # 1/8 scale, the most the decoder offers (both sides stay >= 64), upright
+    full = decode_rgb(data)
+    small = [np.asarray(Image.fromarray(a).resize((64, 64), Image.BILINEAR), np.float32) for a in (reduced, full)]
+    assert np.abs(small[0] - small[1]).mean() < 2.0  # grey levels: what the model reads is the same picture
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_an_image_near_the_models_size_decodes_whole(fmt: str) -> None:
+    data = encode(photo(200, 150), fmt)
+    pixels, size = decode_rgb_for(data, 64)
+    assert size == (200, 150) and np.array_equal(pixels, decode_rgb(data))
+
+
+def test_reduced_decode_keeps_the_pixel_limit_and_the_error_type() -> None:
+    with pytest.raises(ImageDecodeError, match="too many pixels"):
+        decode_rgb_for(encode(photo(300, 300), "JPEG"), 32, max_pixels=1000)
+    with pytest.raises(ImageDecodeError):
+        decode_rgb_for(b"\xff\xd8\xff not a jpeg", 32)

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lakelens.imaging import decode_rgb
+from lakelens.imaging import decode_rgb_for
 from models.data import Preprocessing, preprocess_rgb
 from models.registry import Manifest
 from udfs.batching import RowFailure, rebatch, run_guarded
@@ -70,9 +70,10 @@ class Predictor(ABC):
         needs; subclasses with options override it."""
 
     def prepare(self, data: bytes) -> Prepared:
-        """Decode and preprocess one image; raises ``ImageDecodeError`` for bytes that are not an image."""
-        rgb = decode_rgb(data, self.max_pixels)
-        return Prepared(preprocess_rgb(rgb, self.prep), (rgb.shape[1], rgb.shape[0]))
+        """Decode (a large JPEG at reduced scale) and preprocess one image; raises ``ImageDecodeError`` for bytes
+        that are not an image."""
+        rgb, size = decode_rgb_for(data, self.prep.size, self.max_pixels)
+        return Prepared(preprocess_rgb(rgb, self.prep), size)
 
     def to_device(self, batch: Sequence[Prepared]) -> torch.Tensor:
         """The batch's pixels [N, C, S, S] on the model's device (through pinned memory to a GPU)."""
