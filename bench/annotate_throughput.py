@@ -34,17 +34,15 @@ import torch
 from pyspark.sql.types import ArrayType, FloatType
 from torch.utils.flop_counter import FlopCounterMode
 
+from jobs.annotate import TASK_TABLES
 from lakelens.config import load_config
 from lakelens.imaging import decode_rgb, decode_rgb_for
-from lakelens.schemas import TABLES
 from lakelens.spark import build_session
 from models.data import preprocess_rgb
 from models.registry import BUNDLED, load_model, read_entry
 from udfs.factory import TASKS, ModelUdfSpec, make_model_udf, udf_schema
 from udfs.predictor import Prepared, predict_frame
 
-TABLE_OF_TASK = {"classify": "labels", "detect": "detections", "segment": "segments", "caption": "captions",
-                 "embed": "embeddings"}  # fmt: skip
 SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
@@ -84,12 +82,13 @@ def timed(fn) -> float:
 
 
 def stage_split(predictor, blobs: list[bytes]) -> dict[str, float]:
-    """Seconds per image of decode, preprocess and model, run as separate sequential stages."""
-    decoded: list[np.ndarray] = []
-    decode_s = timed(lambda: decoded.extend(decode_rgb_for(b, predictor.prep.size)[0] for b in blobs))
+    """Milliseconds per image of decode, preprocess and model, run as separate sequential stages."""
+    decoded: list[tuple[np.ndarray, tuple[int, int]]] = []
+    decode_s = timed(lambda: decoded.extend(decode_rgb_for(b, predictor.prep.size) for b in blobs))
     pixels: list = []
-    prep_s = timed(lambda: pixels.extend(preprocess_rgb(rgb, predictor.prep) for rgb in decoded))
-    prepared = [Prepared(p, (rgb.shape[1], rgb.shape[0])) for p, rgb in zip(pixels, decoded, strict=True)]
+    prep_s = timed(lambda: pixels.extend(preprocess_rgb(rgb, predictor.prep) for rgb, _ in decoded))
+    # The image's own size, not the decoded one: masks and boxes are made at full size, as in the UDF.
+    prepared = [Prepared(p, full) for p, (_, full) in zip(pixels, decoded, strict=True)]
     size = predictor.batch_size
 
     def run_model() -> None:
@@ -171,7 +170,7 @@ def main() -> None:
 
         spec = ModelUdfSpec(args.task, manifest, spark.sparkContext.broadcast(weights), args.batch_size,
                             args.decode_threads, options=options)  # fmt: skip
-        schema = udf_schema(TABLES[TABLE_OF_TASK[args.task]])
+        schema = udf_schema(TASK_TABLES[args.task])
 
         def spark_udf(frame) -> None:
             frame.mapInPandas(make_model_udf(spec), schema).write.format("noop").mode("overwrite").save()

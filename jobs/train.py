@@ -128,12 +128,12 @@ class Snapshot:
     pretraining: list[str]
 
 
-def pretraining_captions(path: str | None, spark_parts: dict[str, list[str]]) -> list[str]:
+def pretraining_captions(path: str | None, captions_by_part: dict[str, list[str]]) -> list[str]:
     """The captions of ``path`` (COCO JSON or text) that no held-out or evaluation row has as its caption, so text
     pretraining never reads a reference it is scored against."""
     if not path:
         return []
-    scored = {" ".join(tokenize(c)) for part, captions in spark_parts.items() if part != "train" for c in captions}
+    scored = {" ".join(tokenize(c)) for part, found in captions_by_part.items() if part != "train" for c in found}
     texts = caption_texts(Path(path))
     kept = [c for c in texts if " ".join(tokenize(c)) not in scored]
     log.info("train: %d pretraining captions from %s (%d left out: captions of held-out or evaluation rows)",
@@ -168,9 +168,10 @@ def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
                  " (equal labels side by side)" if grouped else "", folder)  # fmt: skip
         vocabulary, pretraining = None, []
         if args.model == "captioner":
+            # The held-out and evaluation captions are read only to keep them out of text pretraining.
             parts_captions = {
                 part: [r["caption"] for r in spark.read.parquet(f"{folder}/{part}").select("caption").collect()]
-                for part in counts
+                for part in (counts if args.pretrain_captions else ["train"])
             }
             pretraining = pretraining_captions(args.pretrain_captions, parts_captions)
             vocabulary = Vocabulary.build([*(c for c in parts_captions["train"] if c), *pretraining])

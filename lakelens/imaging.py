@@ -99,34 +99,26 @@ def decode_rgb(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     Raises:
         ImageDecodeError: the bytes are not a decodable image, or it is too large.
     """
-    try:
-        img = Image.open(io.BytesIO(data))
-        if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
-            raise ImageDecodeError(f"too many pixels: {img.size[0]}x{img.size[1]} > {max_pixels}")
-        return np.asarray(to_rgb(img))
-    except ImageDecodeError:
-        raise
-    except Exception as exc:
-        raise ImageDecodeError(_describe(exc)) from exc
+    return decode_rgb_for(data, None, max_pixels)[0]
 
 
-def decode_rgb_for(data: bytes, side: int, max_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_rgb_for(data: bytes, side: int | None, max_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode bytes for a model that reads ``side`` x ``side`` pixels: upright RGB, and the image's full upright
     (width, height).
 
     A JPEG at least 4 times ``side`` on both sides is decoded at a reduced scale (1/2 to 1/8, in the DCT, so
     most of its decode is skipped) that keeps both sides >= ``side``; the model's resize then works from that, as
-    from a full decode. Anything else decodes whole, as :func:`decode_rgb`.
+    from a full decode. Anything else (and everything when ``side`` is None) decodes whole, as :func:`decode_rgb`.
 
     Raises:
-        ImageDecodeError: as :func:`decode_rgb`.
+        ImageDecodeError: the bytes are not a decodable image, or it has more than ``max_pixels`` pixels.
     """
     try:
         img = Image.open(io.BytesIO(data))
         width, height = img.size
         if max_pixels is not None and width * height > max_pixels:
             raise ImageDecodeError(f"too many pixels: {width}x{height} > {max_pixels}")
-        if img.format == "JPEG" and min(width, height) >= REDUCE_FROM * side:
+        if side and img.format == "JPEG" and min(width, height) >= REDUCE_FROM * side:
             img.draft("RGB", (side, side))
         upright = (height, width) if _orientation(img) in (5, 6, 7, 8) else (width, height)
         return np.asarray(to_rgb(img)), upright

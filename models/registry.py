@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 # Architecture name -> "module:Class". Only these are ever built from a manifest.
@@ -165,15 +165,15 @@ def read_entry(root: str | Path, name: str, version: str | None = None) -> tuple
     return manifest, weights
 
 
-def model_from_bytes(manifest: Manifest, weights: bytes) -> nn.Module:
-    """The model of ``manifest`` holding ``weights`` (a safetensors file's bytes), in eval mode on the CPU."""
+def model_from_bytes(manifest: Manifest, weights: bytes, source: str = "") -> nn.Module:
+    """The model of ``manifest`` holding ``weights`` (a safetensors file's bytes; ``source`` names them in errors,
+    by default the manifest's name and version), in eval mode on the CPU."""
+    source = source or f"{manifest.name} {manifest.version}"
     try:
         state = load(weights)
     except (SafetensorError, OSError) as exc:
-        raise RegistryError(
-            f"weights of {manifest.name} {manifest.version} are not a readable safetensors file: {exc}"
-        ) from exc
-    return _with_state(manifest, state, f"{manifest.name} {manifest.version}")
+        raise RegistryError(f"weights file {source} is not a readable safetensors file: {exc}") from exc
+    return _with_state(manifest, state, source)
 
 
 def register_weights(root: str | Path, weights: str | Path, manifest_file: str | Path) -> Manifest:
@@ -182,7 +182,11 @@ def register_weights(root: str | Path, weights: str | Path, manifest_file: str |
     The weights are checked against the manifest's architecture before anything is written.
     """
     manifest = Manifest.from_json(Path(manifest_file).read_text(), str(manifest_file))
-    model = _with_weights(manifest, Path(weights))
+    try:
+        data = Path(weights).read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"weights file {weights} cannot be read: {exc}") from exc
+    model = model_from_bytes(manifest, data, str(weights))
     return save_model(model, dataclasses.replace(manifest, weights_sha256="", created=""), root)
 
 
@@ -213,14 +217,6 @@ def model_names(root: str | Path) -> list[str]:
     """Names of the models with at least one version in the registry at ``root`` (none if it does not exist)."""
     root = Path(root)
     return sorted(p.name for p in root.iterdir() if _versions(p)) if root.is_dir() else []
-
-
-def _with_weights(manifest: Manifest, weights: Path) -> nn.Module:
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise RegistryError(f"weights file {weights} is not a readable safetensors file: {exc}") from exc
-    return _with_state(manifest, state, str(weights))
 
 
 def _with_state(manifest: Manifest, state: dict[str, torch.Tensor], weights: str) -> nn.Module:

@@ -14,7 +14,6 @@ class CaptionPredictor(Predictor):
     """Outputs ``caption`` and ``score`` in (0, 1]: exp of the mean log-probability of the caption's tokens;
     beam search with ``beam_size`` > 1, else greedy."""
 
-    task = "caption"
     outputs = ("caption", "score")
 
     def configure(self, beam_size: int = 3) -> None:

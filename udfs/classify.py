@@ -12,7 +12,6 @@ class ClassifyPredictor(Predictor):
     """Outputs ``label`` and ``score`` (the best class) and ``labels``: up to ``top_k`` {label, score}, best
     first; for a multi-label model only the classes scoring at least ``threshold`` (possibly none)."""
 
-    task = "classify"
     outputs = ("label", "score", "labels")
 
     def configure(self, top_k: int = 5, threshold: float = 0.5) -> None:

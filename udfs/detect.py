@@ -14,7 +14,6 @@ class DetectPredictor(Predictor):
     """Outputs ``objects``: {label, score, x0, y0, w, h} per object found (pixels of the image as stored, upright),
     best score first, after non-maximum suppression."""
 
-    task = "detect"
     outputs = ("objects",)
 
     def configure(self, min_score: float = 0.3, iou_threshold: float = 0.5, max_objects: int = 100) -> None:

@@ -11,7 +11,6 @@ from udfs.predictor import Predictor, Prepared
 class EmbedPredictor(Predictor):
     """Outputs ``vector``: float32 [dim], unit length."""
 
-    task = "embed"
     outputs = ("vector",)
 
     def infer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:

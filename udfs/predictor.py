@@ -43,7 +43,6 @@ class Prepared:
 class Predictor(ABC):
     """A model and what it outputs per image. Subclasses name their output columns and implement ``infer``."""
 
-    task: ClassVar[str]
     outputs: ClassVar[tuple[str, ...]]
 
     def __init__(

@@ -18,7 +18,6 @@ class SegmentPredictor(Predictor):
     neighbours to the image's width and height), ``mask_classes``, and ``fractions``: class -> share of the
     image's pixels, for the classes present."""
 
-    task = "segment"
     outputs = ("mask", "mask_classes", "fractions")
 
     def configure(self) -> None:
