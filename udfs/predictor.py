@@ -75,8 +75,9 @@ class Predictor(ABC):
         return Prepared(preprocess_rgb(rgb, self.prep), size)
 
     def to_device(self, batch: Sequence[Prepared]) -> torch.Tensor:
-        """The batch's pixels [N, C, S, S] on the model's device (through pinned memory to a GPU)."""
-        pixels = torch.from_numpy(np.stack([p.pixels for p in batch]))
+        """The batch's pixels [N, C, S, S], channels last like the model's weights, on the model's device (through
+        pinned memory to a GPU)."""
+        pixels = torch.from_numpy(np.stack([p.pixels for p in batch])).contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             return pixels.pin_memory().to(self.device, non_blocking=True)
         return pixels

@@ -60,7 +60,8 @@ def cached_model(manifest: Manifest, weights: bytes, device: torch.device) -> nn
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = model_from_bytes(manifest, weights).to(device).eval()
+            # channels_last: oneDNN's convolutions (and tensor cores) run faster on it, with the same results.
+            model = model_from_bytes(manifest, weights).to(device, memory_format=torch.channels_last).eval()
             _MODELS[key] = model
             log.info("loaded model %s %s on %s", manifest.name, manifest.version, device)
     return model
