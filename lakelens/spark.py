@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -86,7 +88,9 @@ def _in_process(master: str) -> bool:
 @functools.cache
 def code_zip() -> Path:
     """A zip of the project's importable packages (Python files only) for executors, made once per process."""
-    zipped = Path(tempfile.mkdtemp(prefix="lakelens-code-")) / "lakelens_code.zip"
+    folder = tempfile.mkdtemp(prefix="lakelens-code-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    zipped = Path(folder) / "lakelens_code.zip"
     with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
         for package in CODE_PACKAGES:
             for path in sorted((REPO_ROOT / package).rglob("*.py")):
