@@ -144,6 +144,40 @@ class AnnotateConfig:
     beam_size: int = _check(_positive)  # caption: 1 is greedy
 
 
+def _recipe(value: Any) -> str | None:
+    return None if value == "v1" else "must be a perceptual token recipe: v1"
+
+
+@dataclass(frozen=True)
+class NearDupConfig:
+    """jobs.index, near-duplicates: MinHash of perceptual tokens, banded as datasketch's MinHashLSH bands it."""
+
+    num_perm: int = _check(_positive)
+    seed: int
+    recipe: str = _check(_recipe)
+    lsh_threshold: float = _check(_unit)  # banding: (b, r) = datasketch's optimum for this Jaccard threshold
+    threshold: float = _check(_unit)  # a candidate pair is kept when its estimated Jaccard is at least this
+
+
+@dataclass(frozen=True)
+class SimilarConfig:
+    """jobs.index, similar images: random-hyperplane bits of the embeddings, then exact cosine of candidates."""
+
+    bands: int = _check(_positive)
+    rows: int = _check(_positive)  # bits per band
+    seed: int
+    k: int = _check(_positive)  # neighbours kept per image
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """jobs.index: signatures, buckets, verified pairs, duplicate groups and top-k similar images."""
+
+    near_dup: NearDupConfig
+    similar: SimilarConfig
+    hot_bucket_size: int = _check(_positive)  # larger buckets link members to one leader instead of all pairs
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole lakelens configuration."""
@@ -153,6 +187,7 @@ class Config:
     ingest: IngestConfig
     models: ModelsConfig
     annotate: AnnotateConfig
+    index: IndexConfig
 
     def digest(self) -> str:
         """Short stable hash of the effective configuration, recorded with what a run writes."""

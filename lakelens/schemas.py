@@ -203,6 +203,116 @@ EMBEDDINGS = _annotations(
     [_f("vector", ArrayType(FloatType()))],
 )
 
+LSH_PARAMS = TableSpec(
+    name="lsh_params",
+    description="Every signature scheme jobs.index has used: its params_id and all its parameters (JSON).",
+    schema=StructType(
+        [
+            _f("params_id", StringType(), False),
+            _f("kind", StringType(), False),  # minhash (near-duplicates) or simhash (similar images)
+            _f("params", StringType(), False),  # JSON: num_perm, seed, recipe, bands, library; or model, dim, ...
+            _f("created_at", TimestampType(), False),
+        ]
+    ),
+)
+
+SIGNATURES = TableSpec(
+    name="signatures",
+    description="Near-duplicate MinHash signature per image (datasketch 2.x), with the scheme that made it.",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("minhash", ArrayType(LongType())),  # num_perm uint32 hash values; null when error
+            _f("tokens", IntegerType()),  # perceptual tokens hashed
+            _f("error", StringType()),  # ingest error, or why no tokens could be made
+            _f("scheme", StringType(), False),  # datasketch permutation scheme (affine32)
+            _f("num_perm", IntegerType(), False),
+            _f("seed", LongType(), False),
+            _f("recipe", StringType(), False),  # perceptual token recipe
+            _f("indexed_at", TimestampType(), False),
+            _f("params_id", StringType(), False),
+        ]
+    ),
+    partition_by=("params_id",),
+)
+
+LSH_BUCKETS = TableSpec(
+    name="lsh_buckets",
+    description="LSH band keys per image: images sharing (kind, params_id, band, key) are candidate pairs.",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("band", IntegerType(), False),
+            _f("key", BinaryType(), False),  # minhash: datasketch MinHashLSH's band key; simhash: packed sign bits
+            _f("kind", StringType(), False),
+            _f("params_id", StringType(), False),
+        ]
+    ),
+    partition_by=("kind", "params_id"),
+)
+
+HOT_BUCKETS = TableSpec(
+    name="hot_buckets",
+    description="Buckets too large to pair all their images: members were linked to the bucket's first image.",
+    schema=StructType(
+        [
+            _f("band", IntegerType(), False),
+            _f("key", BinaryType(), False),
+            _f("size", LongType(), False),  # images in the bucket when it was capped
+            _f("leader", StringType(), False),  # the smallest image_id: every member was compared with it only
+            _f("indexed_at", TimestampType(), False),
+            _f("kind", StringType(), False),
+            _f("params_id", StringType(), False),
+        ]
+    ),
+    partition_by=("kind", "params_id"),
+)
+
+NEAR_DUP_PAIRS = TableSpec(
+    name="near_dup_pairs",
+    description="Verified near-duplicate pairs (image_id_a < image_id_b) with their estimated Jaccard similarity.",
+    schema=StructType(
+        [
+            _f("image_id_a", StringType(), False),
+            _f("image_id_b", StringType(), False),
+            _f("similarity", FloatType(), False),
+            _f("method", StringType(), False),  # minhash-jaccard
+            _f("params_id", StringType(), False),
+        ]
+    ),
+    partition_by=("params_id",),
+)
+
+DUP_GROUPS = TableSpec(
+    name="dup_groups",
+    description="Near-duplicate groups: connected components of near_dup_pairs; group_id is the smallest image_id.",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("group_id", StringType(), False),
+            _f("group_size", LongType(), False),
+            _f("params_id", StringType(), False),
+        ]
+    ),
+    partition_by=("params_id",),
+)
+
+SIMILAR = TableSpec(
+    name="similar",
+    description="The k most similar images per image by cosine of their embeddings (rank 1 = most similar).",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("neighbor_id", StringType(), False),
+            _f("rank", IntegerType(), False),
+            _f("cosine", FloatType(), False),
+            _f("model", StringType(), False),  # the embedding model and version: name:vN
+            _f("params_id", StringType(), False),
+        ]
+    ),
+    partition_by=("params_id",),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -216,5 +326,12 @@ TABLES: dict[str, TableSpec] = {
         SEGMENTS,
         CAPTIONS,
         EMBEDDINGS,
+        LSH_PARAMS,
+        SIGNATURES,
+        LSH_BUCKETS,
+        HOT_BUCKETS,
+        NEAR_DUP_PAIRS,
+        DUP_GROUPS,
+        SIMILAR,
     )
 }

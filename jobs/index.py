@@ -1,0 +1,301 @@
+"""Near-duplicate and similar-image index: ``python -m jobs.index [--full]``.
+
+Near-duplicates: each image's perceptual tokens are MinHashed (datasketch 2.x) into ``signatures``, banded exactly
+as datasketch's ``MinHashLSH`` bands them into ``lsh_buckets``; images sharing a bucket are candidates, verified by
+their estimated Jaccard into ``near_dup_pairs``, and grouped (connected components) into ``dup_groups``.
+Similar images: random-hyperplane bits of the current embedder's vectors (``embeddings``) are banded the same way;
+candidates are scored by exact cosine and the top k per image kept in ``similar``.
+
+Incremental: only images without a signature (without buckets, for similar) under the current parameters are
+hashed, and they are joined only against the buckets they touch; the pairs, groups and top-k lists of the new and
+the affected images are updated. A re-run changes nothing; ``--full`` rebuilds the current parameters' rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakelens.cli import config_from_args, job_parser, run_job
+from lakelens.config import Config
+from lakelens.lake import append, drop_partition, read_table, registry_root
+from lakelens.lsh import MinHashParams, SimHashParams
+from lakelens.lsh_spark import (
+    both_directions,
+    transform_bucket_rows,
+    transform_candidates,
+    transform_components,
+    transform_cosine,
+    transform_jaccard,
+    transform_top_k,
+)
+from lakelens.progress import stage_progress
+from lakelens.schemas import (
+    DUP_GROUPS,
+    EMBEDDINGS,
+    HOT_BUCKETS,
+    IMAGES,
+    LSH_BUCKETS,
+    LSH_PARAMS,
+    NEAR_DUP_PAIRS,
+    SIGNATURES,
+    SIMILAR,
+)
+from lakelens.spark import build_session
+from models.registry import read_entry
+from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash_udf, make_simhash_udf
+
+log = logging.getLogger("lakelens.index")
+METHOD = "minhash-jaccard"
+
+
+@dataclass(frozen=True)
+class NearDupCounts:
+    """What the near-duplicate half of a run did."""
+
+    params_id: str
+    images: int
+    hashed: int
+    errors: int
+    candidates: int
+    pairs_added: int
+    hot_buckets: int
+    groups: int
+    grouped_images: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"near-duplicates ({self.params_id}): hashed {self.hashed} new of {self.images} images "
+            f"({self.errors} error rows), {self.candidates} candidate pairs -> {self.pairs_added} verified pairs "
+            f"added, {self.hot_buckets} hot buckets capped, {self.groups} groups over {self.grouped_images} images, "
+            f"{self.seconds:.1f}s"
+        )
+
+
+@dataclass(frozen=True)
+class SimilarCounts:
+    """What the similar-image half of a run did."""
+
+    params_id: str
+    model: str
+    embedded: int
+    missing: int
+    hashed: int
+    candidates: int
+    updated_images: int
+    hot_buckets: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"similar ({self.params_id}, {self.model}): hashed {self.hashed} new of {self.embedded} embedded images "
+            f"({self.missing} images without an embedding skipped), {self.candidates} candidate pairs scored, "
+            f"top-k lists updated for {self.updated_images} images, {self.hot_buckets} hot buckets capped, "
+            f"{self.seconds:.1f}s"
+        )
+
+
+def near_dup_params(cfg: Config) -> MinHashParams:
+    nd = cfg.index.near_dup
+    return MinHashParams(num_perm=nd.num_perm, seed=nd.seed, threshold=nd.lsh_threshold, recipe=nd.recipe)
+
+
+def record_params(spark: SparkSession, cfg: Config, kind: str, params_id: str, params: dict) -> None:
+    """Add the scheme to ``lsh_params`` the first time it is used."""
+    known = read_table(spark, cfg, LSH_PARAMS).where(F.col("params_id") == params_id)
+    if known.isEmpty():
+        now = datetime.now(UTC).replace(tzinfo=None)
+        row = [(params_id, kind, json.dumps(params, sort_keys=True), now)]
+        append(spark.createDataFrame(row, LSH_PARAMS.schema), cfg, LSH_PARAMS)
+
+
+def _buckets(spark: SparkSession, cfg: Config, kind: str, params_id: str) -> DataFrame:
+    rows = read_table(spark, cfg, LSH_BUCKETS)
+    return rows.where((F.col("kind") == kind) & (F.col("params_id") == params_id))
+
+
+def _append_new(df: DataFrame, existing: DataFrame, on: list[str], cfg: Config, spec) -> None:
+    """Append the rows of ``df`` that ``existing`` lacks (by ``on``): a re-run after a crash adds no duplicates."""
+    append(df.join(existing.select(*on).distinct(), on, "left_anti"), cfg, spec)
+
+
+def _hot_rows(hot: DataFrame, kind: str, params_id: str, now: datetime) -> DataFrame:
+    return hot.select(
+        "band", "key", "size", "leader", F.lit(now).cast("timestamp").alias("indexed_at"),
+        F.lit(kind).alias("kind"), F.lit(params_id).alias("params_id"),
+    )  # fmt: skip
+
+
+def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) -> NearDupCounts:
+    """Sign new images, pair them through their buckets, verify, and regroup."""
+    started = time.monotonic()
+    params = near_dup_params(cfg)
+    pid = params.params_id
+    record_params(spark, cfg, "minhash", pid, asdict(params) | {"bands": list(params.bands)})
+    if full:
+        for spec, extra in ((SIGNATURES, {}), (NEAR_DUP_PAIRS, {}), (DUP_GROUPS, {}),
+                            (LSH_BUCKETS, {"kind": "minhash"}), (HOT_BUCKETS, {"kind": "minhash"})):  # fmt: skip
+            drop_partition(spark, cfg, spec, params_id=pid, **extra)
+    images = read_table(spark, cfg, IMAGES).select("image_id", "bytes", "error")
+    signed_before = read_table(spark, cfg, SIGNATURES).where(F.col("params_id") == pid)
+    pending_ids = images.select("image_id").distinct().join(signed_before.select("image_id"), "image_id", "left_anti")
+    pending_ids = pending_ids.cache()
+    n_images = images.select("image_id").distinct().count()
+    n_pending = pending_ids.count()
+    hashed = errors = candidates = added = n_hot = 0
+    if n_pending:
+        now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+        pending = images.join(F.broadcast(pending_ids), "image_id", "left_semi")
+        cores = spark.sparkContext.defaultParallelism
+        if pending.rdd.getNumPartitions() < cores:
+            pending = pending.repartition(cores)
+        signed = pending.mapInPandas(make_minhash_udf(params, cfg.ingest.max_pixels), MINHASH_UDF_SCHEMA).cache()
+        with stage_progress(spark, "signatures", n_pending):
+            counted = signed.agg(F.count("*").alias("rows"), F.count("error").alias("errors")).first()
+        hashed, errors = counted["rows"], counted["errors"]
+        if hashed != n_pending:
+            raise RuntimeError(f"signatures: {n_pending} images went in but {hashed} rows came out")
+        new_buckets = transform_bucket_rows(signed, "minhash", pid).cache()
+        old_buckets = _buckets(spark, cfg, "minhash", pid).join(pending_ids, "image_id", "left_anti")
+        found = transform_candidates(new_buckets, old_buckets.unionByName(new_buckets), cfg.index.hot_bucket_size)
+        pairs = found.pairs.cache()
+        candidates = pairs.count()
+        signatures = signed_before.select("image_id", "minhash").unionByName(signed.select("image_id", "minhash"))
+        verified = transform_jaccard(pairs, signatures, cfg.index.near_dup.threshold).cache()
+        added = verified.count()
+        rows = verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
+        existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
+        _append_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS)
+        hot = found.hot.cache()
+        n_hot = hot.count()
+        if n_hot:
+            log.warning("near-duplicates: %d hot buckets (over %d images) linked to their leader only; see %s",
+                        n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
+            append(_hot_rows(hot, "minhash", pid, now), cfg, HOT_BUCKETS)
+        # Buckets, then signatures last: a signature marks an image done, so a crash before it redoes the image.
+        _append_new(new_buckets, _buckets(spark, cfg, "minhash", pid), ["image_id"], cfg, LSH_BUCKETS)
+        nd = cfg.index.near_dup
+        sig_rows = signed.select(
+            "image_id", "minhash", "tokens", "error", F.lit(params.scheme).alias("scheme"),
+            F.lit(nd.num_perm).alias("num_perm"), F.lit(nd.seed).cast("long").alias("seed"),
+            F.lit(nd.recipe).alias("recipe"), F.lit(now).cast("timestamp").alias("indexed_at"),
+            F.lit(pid).alias("params_id"),
+        )  # fmt: skip
+        append(sig_rows, cfg, SIGNATURES)
+        for df in (signed, new_buckets, pairs, verified, hot):
+            df.unpersist()
+    pending_ids.unpersist()
+    groups, grouped = regroup(spark, cfg, pid) if (n_pending or full) else _group_counts(spark, cfg, pid)
+    return NearDupCounts(
+        pid, n_images, hashed, errors, candidates, added, n_hot, groups, grouped, time.monotonic() - started
+    )
+
+
+def regroup(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int, int]:
+    """Rebuild ``dup_groups`` of ``params_id`` from all its pairs (connected components); (groups, images)."""
+    pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == params_id)
+    groups = transform_components(pairs.select("image_id_a", "image_id_b")).localCheckpoint()
+    drop_partition(spark, cfg, DUP_GROUPS, params_id=params_id)
+    append(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS)
+    return _group_counts(spark, cfg, params_id)
+
+
+def _group_counts(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int, int]:
+    rows = read_table(spark, cfg, DUP_GROUPS).where(F.col("params_id") == params_id)
+    counted = rows.agg(F.countDistinct("group_id").alias("groups"), F.count("*").alias("images")).first()
+    return counted["groups"], counted["images"]
+
+
+def embedding_model(cfg: Config) -> tuple[str, str]:
+    """(name, version) of the embedder that annotate.models.embed names (its latest version if none given)."""
+    name, _, version = cfg.annotate.models.embed.partition(":")
+    manifest, _ = read_entry(registry_root(cfg), name, version or None)
+    return manifest.name, manifest.version
+
+
+def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> SimilarCounts | None:
+    """Hash new embeddings, score their candidates by cosine, and update the top-k lists they change."""
+    started = time.monotonic()
+    name, version = embedding_model(cfg)
+    model = f"{name}:{version}"
+    n_images = read_table(spark, cfg, IMAGES).select("image_id").distinct().count()
+    vectors = (
+        read_table(spark, cfg, EMBEDDINGS)
+        .where((F.col("model") == name) & (F.col("model_version") == version) & F.col("vector").isNotNull())
+        .select("image_id", "vector")
+        .cache()
+    )
+    n_embedded = vectors.count()
+    if n_embedded == 0:
+        log.warning("similar: no embeddings from %s yet; run python -m jobs.annotate --tasks embed", model)
+        vectors.unpersist()
+        return None
+    dim = vectors.select(F.size("vector").alias("dim")).first()["dim"]
+    sim = cfg.index.similar
+    params = SimHashParams(model=model, dim=dim, bands=sim.bands, rows=sim.rows, seed=sim.seed)
+    pid = params.params_id
+    record_params(spark, cfg, "simhash", pid, asdict(params))
+    if full:
+        drop_partition(spark, cfg, SIMILAR, params_id=pid)
+        for spec in (LSH_BUCKETS, HOT_BUCKETS):
+            drop_partition(spark, cfg, spec, kind="simhash", params_id=pid)
+    before = _buckets(spark, cfg, "simhash", pid)
+    pending = vectors.join(before.select("image_id").distinct(), "image_id", "left_anti").cache()
+    n_pending = pending.count()
+    candidates = updated = n_hot = 0
+    if n_pending:
+        now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+        signed = pending.mapInPandas(make_simhash_udf(params), SIMHASH_UDF_SCHEMA)
+        new_buckets = transform_bucket_rows(signed, "simhash", pid).cache()
+        found = transform_candidates(new_buckets, before.unionByName(new_buckets), cfg.index.hot_bucket_size)
+        scored = both_directions(transform_cosine(found.pairs, vectors), "cosine").cache()
+        candidates = scored.count() // 2
+        affected = scored.select("image_id").distinct()
+        old = read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid)
+        kept = old.join(affected, "image_id", "left_semi").select("image_id", "neighbor_id", "cosine")
+        merged = transform_top_k(scored.unionByName(kept).dropDuplicates(["image_id", "neighbor_id"]), sim.k)
+        merged = merged.select("*", F.lit(model).alias("model"), F.lit(pid).alias("params_id"))
+        result = old.join(affected, "image_id", "left_anti").unionByName(merged).localCheckpoint()
+        updated = affected.count()
+        hot = found.hot.cache()
+        n_hot = hot.count()
+        if n_hot:
+            log.warning("similar: %d hot buckets (over %d images) linked to their leader only; see %s",
+                        n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
+            append(_hot_rows(hot, "simhash", pid, now), cfg, HOT_BUCKETS)
+        drop_partition(spark, cfg, SIMILAR, params_id=pid)
+        append(result, cfg, SIMILAR)
+        # Buckets last: they mark an image done, so a crash before them redoes it.
+        append(new_buckets, cfg, LSH_BUCKETS)
+        for df in (new_buckets, scored, hot):
+            df.unpersist()
+    pending.unpersist()
+    vectors.unpersist()
+    return SimilarCounts(
+        pid, model, n_embedded, n_images - n_embedded, n_pending, candidates, updated, n_hot,
+        time.monotonic() - started,
+    )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("jobs.index", __doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="rebuild the current parameters' rows from scratch")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    spark = build_session(cfg)
+    print(index_near_duplicates(spark, cfg, args.full).summary())
+    similar = index_similar(spark, cfg, args.full)
+    print(similar.summary() if similar else "similar: skipped (no embeddings yet: run jobs.annotate --tasks embed)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_job(main)

@@ -1,0 +1,148 @@
+"""LSH in Spark: band rows, candidate pairs by a distributed self-join with hot buckets capped, exact
+verification, connected components and top-k lists. Pure DataFrame transforms; nothing is collected to the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+_BUCKET = ["band", "key"]
+
+
+def transform_bucket_rows(signed: DataFrame, kind: str, params_id: str) -> DataFrame:
+    """(image_id, keys) -> lsh_buckets rows (image_id, band, key, kind, params_id); rows without keys drop out."""
+    return (
+        signed.where(F.col("keys").isNotNull())
+        .select("image_id", F.posexplode("keys").alias("band", "key"))
+        .select("image_id", F.col("band").cast("int"), "key")
+        .withColumns({"kind": F.lit(kind), "params_id": F.lit(params_id)})
+    )
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate pairs (image_id_a < image_id_b, distinct) and the buckets that were too large to pair whole
+    (band, key, size, leader)."""
+
+    pairs: DataFrame
+    hot: DataFrame
+
+
+def transform_candidates(new: DataFrame, everything: DataFrame, hot_bucket_size: int) -> Candidates:
+    """Candidate pairs with at least one image of ``new`` from the buckets ``new`` touches.
+
+    Args:
+        new: bucket rows (image_id, band, key) of the images this run adds (all of them for a full build).
+        everything: bucket rows of every image of the same kind and params, ``new`` included.
+        hot_bucket_size: a bucket with more images pairs each with the bucket's smallest image_id (its leader)
+            only, so that thousands of identical images (a blank frame) cost n pairs, not n^2 / 2.
+    """
+    touched = new.select(*_BUCKET).distinct()
+    members = everything.select("image_id", *_BUCKET).join(touched, _BUCKET, "left_semi")
+    sizes = members.groupBy(*_BUCKET).agg(F.count("*").alias("size"), F.min("image_id").alias("leader"))
+    fresh = new.select("image_id", *_BUCKET).withColumn("is_new", F.lit(True))
+    tagged = (
+        members.join(fresh, ["image_id", *_BUCKET], "left")
+        .join(sizes, _BUCKET)
+        .select("image_id", *_BUCKET, F.coalesce("is_new", F.lit(False)).alias("is_new"), "size", "leader")
+    )
+    normal = tagged.where(F.col("size") <= hot_bucket_size)
+    a, b = normal.alias("a"), normal.alias("b")
+    paired = a.join(b, _BUCKET).where(
+        (F.col("a.image_id") < F.col("b.image_id")) & (F.col("a.is_new") | F.col("b.is_new"))
+    )
+    pairs = paired.select(F.col("a.image_id").alias("image_id_a"), F.col("b.image_id").alias("image_id_b"))
+    hot = tagged.where(F.col("size") > hot_bucket_size)
+    leader_is_new = hot.where(F.col("image_id") == F.col("leader")).select(
+        *_BUCKET, F.col("is_new").alias("leader_new")
+    )
+    starred = (
+        hot.where(F.col("image_id") != F.col("leader"))
+        .join(leader_is_new, _BUCKET)
+        .where(F.col("is_new") | F.col("leader_new"))
+        .select(F.col("leader").alias("image_id_a"), F.col("image_id").alias("image_id_b"))
+    )
+    return Candidates(
+        pairs=pairs.unionByName(starred).distinct(),
+        hot=hot.select(*_BUCKET, "size", "leader").distinct(),
+    )
+
+
+def _join_both(pairs: DataFrame, rows: DataFrame, column: str) -> DataFrame:
+    """``pairs`` with ``column`` of image_id_a as ``<column>_a`` and of image_id_b as ``<column>_b``."""
+    for side in ("a", "b"):
+        side_rows = rows.select(F.col("image_id").alias(f"image_id_{side}"), F.col(column).alias(f"{column}_{side}"))
+        pairs = pairs.join(side_rows, f"image_id_{side}")
+    return pairs
+
+
+def _dot(a: str, b: str) -> Column:
+    return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0).cast("double"), lambda acc, v: acc + v)
+
+
+def transform_jaccard(pairs: DataFrame, signatures: DataFrame, threshold: float) -> DataFrame:
+    """Pairs whose MinHash signatures agree in at least ``threshold`` of their positions (datasketch's Jaccard
+    estimate), with that ``similarity``."""
+    joined = _join_both(pairs, signatures.where(F.col("minhash").isNotNull()), "minhash")
+    equal = F.size(F.filter(F.zip_with("minhash_a", "minhash_b", lambda x, y: x == y), lambda same: same))
+    scored = joined.select("image_id_a", "image_id_b", (equal / F.size("minhash_a")).cast("float").alias("similarity"))
+    return scored.where(F.col("similarity") >= threshold)
+
+
+def transform_cosine(pairs: DataFrame, vectors: DataFrame) -> DataFrame:
+    """Pairs with the exact cosine of their (unit) embedding vectors."""
+    joined = _join_both(pairs, vectors, "vector")
+    return joined.select("image_id_a", "image_id_b", _dot("vector_a", "vector_b").cast("float").alias("cosine"))
+
+
+def transform_top_k(scored: DataFrame, k: int) -> DataFrame:
+    """(image_id, neighbor_id, cosine) -> the ``k`` best per image with ``rank`` 1..k (ties: smaller id first)."""
+    order = Window.partitionBy("image_id").orderBy(F.col("cosine").desc(), F.col("neighbor_id"))
+    ranked = scored.withColumn("rank", F.row_number().over(order))
+    return ranked.where(F.col("rank") <= k).select("image_id", "neighbor_id", F.col("rank").cast("int"), "cosine")
+
+
+def both_directions(pairs: DataFrame, score: str) -> DataFrame:
+    """Symmetric pairs (a, b, score) as rows (image_id, neighbor_id, score) for both a and b."""
+    forward = pairs.select(F.col("image_id_a").alias("image_id"), F.col("image_id_b").alias("neighbor_id"), score)
+    backward = pairs.select(F.col("image_id_b").alias("image_id"), F.col("image_id_a").alias("neighbor_id"), score)
+    return forward.unionByName(backward)
+
+
+def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
+    """Connected components of the pair graph: (image_id, group_id, group_size), group_id its smallest image_id.
+
+    Min-label propagation, one join per round, until no label changes (rounds ~ the longest path in a group; near-
+    duplicate groups are small and dense). Each round is checkpointed locally so the plan stays short.
+    """
+    edges = both_directions(pairs.withColumn("w", F.lit(1)), "w").select(
+        F.col("image_id").alias("src"), F.col("neighbor_id").alias("dst")
+    )
+    edges = edges.localCheckpoint()
+    labels = edges.groupBy("src").agg(F.least(F.min("dst"), F.first("src")).alias("label"))
+    labels = labels.withColumnRenamed("src", "image_id").localCheckpoint()
+    for _ in range(max_rounds):
+        spread = (
+            edges.join(labels.withColumnRenamed("image_id", "src"), "src")
+            .groupBy("dst")
+            .agg(F.min("label").alias("offered"))
+        )
+        updated = (
+            labels.join(spread.withColumnRenamed("dst", "image_id"), "image_id", "left")
+            .select("image_id", F.least("label", F.coalesce("offered", "label")).alias("label"))
+            .localCheckpoint()
+        )
+        changed = updated.join(labels.withColumnRenamed("label", "before"), "image_id").where(
+            F.col("label") != F.col("before")
+        )
+        labels = updated
+        if changed.isEmpty():
+            break
+    else:
+        raise RuntimeError(f"connected components did not settle in {max_rounds} rounds")
+    sizes = labels.groupBy("label").agg(F.count("*").alias("group_size"))
+    return labels.join(sizes, "label").select("image_id", F.col("label").alias("group_id"), "group_size")
