@@ -1,0 +1,158 @@
+"""jobs.index on small lakes: Spark candidates = datasketch's, hot buckets, components, top-k, incremental = full."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasketch import MinHash, MinHashLSH
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.annotate import annotate
+from jobs.index import index_near_duplicates, index_similar
+from jobs.ingest import ingest
+from lakelens.config import Config, ModelsConfig
+from lakelens.lake import read_table
+from lakelens.lsh import MinHashParams, minhash_band_keys, minhash_signatures
+from lakelens.lsh_spark import transform_bucket_rows, transform_candidates, transform_components, transform_top_k
+from lakelens.perceptual import token_bytes
+from lakelens.scenes import generate_scenes
+from lakelens.schemas import DUP_GROUPS, HOT_BUCKETS, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR
+from models.registry import install_bundled
+
+
+def rows(df: DataFrame, *order: str) -> list[tuple]:
+    return [tuple(r) for r in df.orderBy(*order).collect()]
+
+
+def test_spark_candidates_are_minhashlshs_candidates(spark) -> None:
+    rng = np.random.default_rng(5)
+    sets = []
+    for _ in range(30):
+        base = rng.choice(50_000, 60, replace=False)
+        for _ in range(3):
+            sets.append(
+                token_bytes(np.unique(np.concatenate([base[rng.random(60) > 0.3], rng.integers(0, 50_000, 8)])))
+            )
+    params = MinHashParams(num_perm=128, threshold=0.5)
+    signatures = minhash_signatures(sets, params)
+    keys = minhash_band_keys(signatures, *params.bands)
+    ids = [f"img{i:03d}" for i in range(len(sets))]
+    signed = spark.createDataFrame(list(zip(ids, keys, strict=True)), "image_id string, keys array<binary>")
+    buckets = transform_bucket_rows(signed, "minhash", params.params_id)
+    found = transform_candidates(buckets, buckets, hot_bucket_size=10_000)
+    ours = {(r.image_id_a, r.image_id_b) for r in found.pairs.collect()}
+
+    lsh = MinHashLSH(threshold=0.5, num_perm=128)
+    hashes = [MinHash(num_perm=128, seed=1, hashvalues=s, scheme="affine32") for s in signatures]
+    for name, m in zip(ids, hashes, strict=True):
+        lsh.insert(name, m)
+    theirs = {tuple(sorted((name, other))) for name, m in zip(ids, hashes, strict=True) for other in lsh.query(m)}
+    theirs = {p for p in theirs if p[0] != p[1]}
+    assert len(theirs) > 30
+    assert ours == theirs
+    assert found.hot.count() == 0
+
+
+def test_a_hot_bucket_is_linked_to_its_leader_and_reported(spark) -> None:
+    # 12 images share every band key (a blank frame); two others share one key.
+    same = [bytes([7]) * 4, bytes([8]) * 4]
+    data = [(f"blank{i:02d}", same) for i in range(12)] + [("x1", [b"a", b"q"]), ("x2", [b"a", b"r"])]
+    signed = spark.createDataFrame(data, "image_id string, keys array<binary>")
+    buckets = transform_bucket_rows(signed, "minhash", "p")
+    found = transform_candidates(buckets, buckets, hot_bucket_size=5)
+    expected = [("blank00", f"blank{i:02d}") for i in range(1, 12)] + [("x1", "x2")]
+    assert rows(found.pairs, "image_id_a", "image_id_b") == expected
+    assert rows(found.hot, "band") == [(0, same[0], 12, "blank00"), (1, same[1], 12, "blank00")]
+
+
+def test_incremental_candidates_pair_new_images_with_old_and_new_only(spark) -> None:
+    data = [("a", [b"k"]), ("b", [b"k"]), ("c", [b"k"]), ("d", [b"z"])]
+    signed = spark.createDataFrame(data, "image_id string, keys array<binary>")
+    everything = transform_bucket_rows(signed, "minhash", "p")
+    new = everything.where(F.col("image_id") == "c")
+    found = transform_candidates(new, everything, hot_bucket_size=100)
+    assert rows(found.pairs, "image_id_a") == [("a", "c"), ("b", "c")]
+
+
+def test_components_join_chains_and_keep_groups_apart(spark) -> None:
+    pairs = spark.createDataFrame(
+        [("a", "b"), ("b", "c"), ("c", "d"), ("e", "f"), ("x", "y"), ("w", "x")], "image_id_a string, image_id_b string"
+    )
+    groups = transform_components(pairs)
+    assert rows(groups, "image_id") == [
+        ("a", "a", 4), ("b", "a", 4), ("c", "a", 4), ("d", "a", 4), ("e", "e", 2), ("f", "e", 2),
+        ("w", "w", 3), ("x", "w", 3), ("y", "w", 3),
+    ]  # fmt: skip
+
+
+def test_top_k_ranks_by_cosine_then_id(spark) -> None:
+    scored = spark.createDataFrame(
+        [("a", "b", 0.5), ("a", "c", 0.9), ("a", "d", 0.5), ("a", "e", 0.1), ("b", "a", 0.5)],
+        "image_id string, neighbor_id string, cosine float",
+    )
+    assert rows(transform_top_k(scored, 3), "image_id", "rank") == [
+        ("a", "c", 1, 0.8999999761581421), ("a", "b", 2, 0.5), ("a", "d", 3, 0.5), ("b", "a", 1, 0.5),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def scene_sources(tmp_path: Path) -> tuple[Path, Path]:
+    """Two folders of synthetic scenes with planted near-duplicates (a nightly increment each), one corrupt file."""
+    folder = tmp_path / "scenes"
+    generate_scenes(folder, n=60, seed=31, workers=1, dup_fraction=0.3)
+    files = sorted((folder / "images").iterdir())
+    first, second = tmp_path / "night1", tmp_path / "night2"
+    for target, part in ((first, files[:35]), (second, files[35:])):
+        target.mkdir()
+        for path in part:
+            shutil.copy(path, target / path.name)
+    (second / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return first, second
+
+
+def index_tables(spark, cfg: Config) -> dict[str, list[tuple]]:
+    return {
+        "pairs": rows(read_table(spark, cfg, NEAR_DUP_PAIRS), "image_id_a", "image_id_b"),
+        "groups": rows(read_table(spark, cfg, DUP_GROUPS), "image_id"),
+        "similar": rows(read_table(spark, cfg, SIMILAR), "image_id", "rank"),
+        "signatures": rows(read_table(spark, cfg, SIGNATURES).drop("indexed_at"), "image_id"),
+    }
+
+
+@pytest.mark.slow
+def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing(
+    spark, cfg: Config, tmp_path: Path, scene_sources: tuple[Path, Path]
+) -> None:
+    lake = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "models")))
+    install_bundled(lake.models.registry)
+    first, second = scene_sources
+    ingest(spark, lake, str(first))
+    annotate(spark, lake, ["embed"])
+    night1 = index_near_duplicates(spark, lake)
+    assert (night1.images, night1.hashed, night1.errors) == (35, 35, 0)
+    index_similar(spark, lake)
+
+    ingest(spark, lake, str(second))
+    annotate(spark, lake, ["embed"])
+    night2 = index_near_duplicates(spark, lake)
+    assert (night2.images, night2.hashed, night2.errors) == (61, 26, 1)
+    similar2 = index_similar(spark, lake)
+    assert (similar2.embedded, similar2.missing, similar2.hashed) == (60, 1, 25)
+    incremental = index_tables(spark, lake)
+    assert incremental["pairs"] and incremental["groups"] and incremental["similar"]
+    assert sum(1 for r in incremental["signatures"] if r[3] is not None) == 1  # the corrupt file, counted
+
+    again = index_near_duplicates(spark, lake)
+    assert (again.hashed, again.pairs_added) == (0, 0)
+    assert index_similar(spark, lake).hashed == 0
+    assert index_tables(spark, lake) == incremental
+
+    index_near_duplicates(spark, lake, full=True)
+    index_similar(spark, lake, full=True)
+    assert index_tables(spark, lake) == incremental
+    assert read_table(spark, lake, HOT_BUCKETS).count() == 0
