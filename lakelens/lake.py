@@ -6,6 +6,9 @@ import logging
 import re
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -164,3 +167,17 @@ def drop_partition(spark: SparkSession, cfg: Config, spec: TableSpec, **values: 
         raise ValueError(f"table {spec.name} is partitioned by {spec.partition_by}, got {sorted(values)}")
     where = ", ".join(f"{column} = '{value}'" for column, value in values.items())
     spark.sql(f"ALTER TABLE {qualified(cfg, spec)} DROP IF EXISTS PARTITION ({where})")
+
+
+def table_dataset(cfg: Config, spec: TableSpec) -> ds.Dataset | None:
+    """A lake table's Parquet files as a ``pyarrow.dataset`` (hive partitions as columns), for quick reads
+    without a Spark session (jobs.query). Its files are where the catalog keeps them: under the database folder.
+    Returns None when the table has no files yet."""
+    filesystem, path = pafs.FileSystem.from_uri(f"{database_location(cfg)}/{spec.name}")
+    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    schema = pa.schema([pa.field(name, pa.string()) for name in spec.partition_by])
+    return ds.dataset(
+        path, filesystem=filesystem, format="parquet", partitioning=ds.partitioning(schema, flavor="hive"),
+        exclude_invalid_files=True, ignore_prefixes=[".", "_"],
+    )  # fmt: skip

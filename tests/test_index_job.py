@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -15,13 +16,14 @@ from pyspark.sql import functions as F
 from jobs.annotate import annotate
 from jobs.index import index_near_duplicates, index_similar
 from jobs.ingest import ingest
+from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
 from lakelens.lake import read_table
 from lakelens.lsh import MinHashParams, minhash_band_keys, minhash_signatures
 from lakelens.lsh_spark import transform_bucket_rows, transform_candidates, transform_components, transform_top_k
 from lakelens.perceptual import token_bytes
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import DUP_GROUPS, HOT_BUCKETS, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR
+from lakelens.schemas import DUP_GROUPS, HOT_BUCKETS, IMAGES, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR
 from models.registry import install_bundled
 
 
@@ -125,8 +127,8 @@ def index_tables(spark, cfg: Config) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.slow
-def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing(
-    spark, cfg: Config, tmp_path: Path, scene_sources: tuple[Path, Path]
+def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_queries_agree(
+    spark, cfg: Config, tmp_path: Path, scene_sources: tuple[Path, Path], capsys
 ) -> None:
     lake = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "models")))
     install_bundled(lake.models.registry)
@@ -156,3 +158,43 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing(
     index_similar(spark, lake, full=True)
     assert index_tables(spark, lake) == incremental
     assert read_table(spark, lake, HOT_BUCKETS).count() == 0
+    check_queries(spark, lake, capsys)
+
+
+def query(capsys, cfg: Config, *args: str) -> list[dict]:
+    capsys.readouterr()
+    assert query_main(["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}",
+                       "--set", f"models.registry={cfg.models.registry}", *args]) == 0  # fmt: skip
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def check_queries(spark, lake: Config, capsys) -> None:
+    """Query by id answers from the index's tables; query by the same file finds the same images through buckets."""
+    pair = read_table(spark, lake, NEAR_DUP_PAIRS).orderBy("image_id_a", "image_id_b").first()
+    image_id = pair.image_id_a
+    pairs = read_table(spark, lake, NEAR_DUP_PAIRS)
+    mine = pairs.where((F.col("image_id_a") == image_id) | (F.col("image_id_b") == image_id)).collect()
+    near = {r.image_id_b if r.image_id_a == image_id else r.image_id_a: r.similarity for r in mine}
+    lists = read_table(spark, lake, SIMILAR).where(F.col("image_id") == image_id).orderBy("rank").limit(4)
+    top = [(r.neighbor_id, r.cosine) for r in lists.collect()]
+    by_id = query(capsys, lake, "--id", image_id, "--k", "4")
+    assert {r["image_id"]: r["score"] for r in by_id if r["relation"] == "near_duplicate"} == {
+        k: round(v, 4) for k, v in near.items()
+    }
+    assert [(r["image_id"], r["score"]) for r in by_id if r["relation"] == "similar"] == [
+        (n, round(c, 4)) for n, c in top
+    ]
+    assert all(r["uri"].startswith("file:") for r in by_id)
+
+    uri = read_table(spark, lake, IMAGES).where(F.col("image_id") == image_id).first().uri
+    by_file = query(capsys, lake, "--image", uri.removeprefix("file:"), "--k", "4")
+    assert [r for r in by_file if r["relation"] == "near_duplicate"] == [
+        r for r in by_id if r["relation"] == "near_duplicate"
+    ]
+    similar = [r for r in by_file if r["relation"] == "similar"]
+    assert [r["image_id"] for r in similar] == [n for n, _ in top]
+    assert [r["score"] for r in similar] == pytest.approx([c for _, c in top], abs=2e-4)
+
+    capsys.readouterr()
+    assert query_main(["--lake", lake.lake.root, "--set", f"lake.database={lake.lake.database}", "--id", "f" * 64]) == 1
+    assert "no image with id" in capsys.readouterr().err
