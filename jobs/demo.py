@@ -1,4 +1,4 @@
-"""The embedded default, end to end: synthetic scenes into a local lake, annotated by the default models.
+"""The embedded default, end to end: synthetic scenes into a local lake, annotated by the default models, indexed.
 
 ``./build.sh demo [--n N] [--seed S] [--lake PATH]`` runs this. Re-running it changes nothing.
 """
@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 
 from jobs.annotate import TASK_TABLES, annotate
+from jobs.index import index_near_duplicates, index_similar
 from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.lake import lake_uri, local_lake_root, registry_root
@@ -39,9 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("demo: %d default models installed into %s", len(installed), registry)
     for task_counts in annotate(spark, cfg, cfg.annotate.tasks):
         print(task_counts.summary())
+    print(index_near_duplicates(spark, cfg).summary())
+    similar = index_similar(spark, cfg)
+    print(similar.summary() if similar else "similar: skipped (annotate.tasks has no embed)")
     db = cfg.lake.database
+    index_tables = ("signatures", "lsh_buckets", "near_dup_pairs", "dup_groups", *(("similar",) if similar else ()))
     tables = ", ".join(
-        f"{db}.{t}" for t in ("images", "image_uris", *(TASK_TABLES[t].name for t in cfg.annotate.tasks))
+        f"{db}.{t}" for t in ("images", "image_uris", *(TASK_TABLES[t].name for t in cfg.annotate.tasks), *index_tables)
     )
     lake_arg = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
     print(
@@ -50,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"scenes:       {scenes}/images, ground truth {scenes}/ground_truth.parquet\n"
         f"models:       {registry} ({', '.join(model_names(registry)) or 'none'})\n"
         f'query it:     ./build.sh sql "SELECT caption, count(*) AS n FROM captions GROUP BY caption ORDER BY n DESC"'
-        f"{lake_arg}"
+        f"{lake_arg}\n"
+        f"one image:    .venv/bin/python -m jobs.query --image {min((scenes / 'images').iterdir())}{lake_arg}"
     )
     return 0
 
