@@ -23,6 +23,8 @@ from typing import Any, get_origin, get_type_hints
 
 import yaml
 
+from lakelens.perceptual import RECIPES
+
 # What jobs.annotate can do, in the order it does it (udfs.factory.TASKS implements each).
 ANNOTATE_TASKS = ("classify", "detect", "segment", "caption", "embed")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -145,7 +147,7 @@ class AnnotateConfig:
 
 
 def _recipe(value: Any) -> str | None:
-    return None if value == "v1" else "must be a perceptual token recipe: v1"
+    return None if value in RECIPES else f"must be a perceptual token recipe: {', '.join(RECIPES)}"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ class MinHashParams:
     num_perm: int = 128
     seed: int = 1
     threshold: float = 0.5
-    recipe: str = "v1"  # perceptual token recipe (lakelens.perceptual)
+    recipe: str = "v2"  # perceptual token recipe (lakelens.perceptual)
     scheme: str = SCHEME
     library: str = f"datasketch {datasketch.__version__}"
 
