@@ -157,7 +157,7 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
 
         signed = sets.mapInPandas(sign, "image_id string, minhash array<bigint>, keys array<binary>").cache()
         buckets = transform_bucket_rows(signed, "minhash", params.params_id)
-        found = transform_candidates(buckets, buckets, 1000)
+        found = transform_candidates(buckets, None, 1000)
         pairs = transform_jaccard(found.pairs, signed, nd.threshold).select("image_id_a", "image_id_b").collect()
         near_s = time.perf_counter() - started
         got = {(int(a), int(b)) for a, b in pairs}
@@ -166,7 +166,7 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
         params = SimHashParams(model="bench", dim=DIM, bands=sim.bands, rows=sim.rows, seed=sim.seed)
         vec = spark.read.parquet(f"{tmp}/vectors.parquet").repartition(8 * cores).cache()
         sbuckets = transform_bucket_rows(vec.mapInPandas(make_simhash_udf(params), SIMHASH_UDF_SCHEMA), "simhash", "b")
-        sfound = transform_candidates(sbuckets, sbuckets, 1000)
+        sfound = transform_candidates(sbuckets, None, 1000)
         top = transform_top_k(both_directions(transform_cosine(sfound.pairs, vec), "cosine"), sim.k)
         rows = top.select("image_id", "neighbor_id").collect()
         similar_s = time.perf_counter() - started

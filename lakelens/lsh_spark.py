@@ -32,24 +32,23 @@ class Candidates:
     hot: DataFrame
 
 
-def transform_candidates(new: DataFrame, everything: DataFrame, hot_bucket_size: int) -> Candidates:
-    """Candidate pairs with at least one image of ``new`` from the buckets ``new`` touches.
+def transform_candidates(new: DataFrame, old: DataFrame | None, hot_bucket_size: int) -> Candidates:
+    """Candidate pairs with at least one image of ``new``, from the buckets ``new`` touches.
 
     Args:
         new: bucket rows (image_id, band, key) of the images this run adds (all of them for a full build).
-        everything: bucket rows of every image of the same kind and params, ``new`` included.
+        old: bucket rows of the images indexed before (same kind and params, none of ``new``); None for a full build.
         hot_bucket_size: a bucket with more images pairs each with the bucket's smallest image_id (its leader)
             only, so that thousands of identical images (a blank frame) cost n pairs, not n^2 / 2.
     """
-    touched = new.select(*_BUCKET).distinct()
-    members = everything.select("image_id", *_BUCKET).join(touched, _BUCKET, "left_semi")
-    sizes = members.groupBy(*_BUCKET).agg(F.count("*").alias("size"), F.min("image_id").alias("leader"))
-    fresh = new.select("image_id", *_BUCKET).withColumn("is_new", F.lit(True))
-    tagged = (
-        members.join(fresh, ["image_id", *_BUCKET], "left")
-        .join(sizes, _BUCKET)
-        .select("image_id", *_BUCKET, F.coalesce("is_new", F.lit(False)).alias("is_new"), "size", "leader")
-    )
+    members = new.select("image_id", *_BUCKET).withColumn("is_new", F.lit(True))
+    if old is not None:
+        touched = new.select(*_BUCKET).distinct()
+        before = old.select("image_id", *_BUCKET).join(touched, _BUCKET, "left_semi")
+        members = members.unionByName(before.withColumn("is_new", F.lit(False)))
+    # One shuffle by bucket: sizes and leaders by window, and the self-join below reuses its partitioning.
+    bucket = Window.partitionBy(*_BUCKET)
+    tagged = members.withColumns({"size": F.count("*").over(bucket), "leader": F.min("image_id").over(bucket)})
     normal = tagged.where(F.col("size") <= hot_bucket_size)
     a, b = normal.alias("a"), normal.alias("b")
     paired = a.join(b, _BUCKET).where(
