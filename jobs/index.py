@@ -153,7 +153,9 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
     hashed = errors = candidates = added = n_hot = 0
     if n_pending:
         now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
-        pending = images.join(F.broadcast(pending_ids), "image_id", "left_semi")
+        # A nightly increment is small: broadcast its ids rather than shuffle every image's bytes to find them.
+        small = n_pending <= cfg.ingest.broadcast_rows
+        pending = images.join(F.broadcast(pending_ids) if small else pending_ids, "image_id", "left_semi")
         cores = spark.sparkContext.defaultParallelism
         if pending.rdd.getNumPartitions() < cores:
             pending = pending.repartition(cores)
