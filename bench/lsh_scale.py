@@ -6,13 +6,19 @@ Synthetic data with planted answers, made from one seed per size:
   rare), where one image in ten is a near-duplicate of another (a tenth of its tokens replaced: Jaccard ~0.82);
 - unit embedding vectors (64-d), where one image in ten has a planted neighbour at cosine ~0.95.
 
+SimHash settings grow with the size, as LSH needs them to (``--sim-shape auto``): ``ceil(log2(n))`` bits a band keep
+the unrelated pairs sharing a band to a few an image (a scored pair costs about four bucket rows here), and the
+bands are the fewest that find a cosine-0.95 neighbour with probability 0.96 (21 x 18 at 250,000, 26 x 20 at
+1,000,000).
+
 Per size and path: wall time, peak memory (resident set of this process and its children: the JVM and the
-Python workers) and recall. Paths:
+Python workers) and recall. A path whose resident set passes ``--memory-gib`` is stopped there (this machine has no
+swap: past its memory the kernel kills processes). Paths:
 
 - ``lakelens``: the jobs.index transforms in Spark ``local[N]``: MinHash in the signature UDF (datasketch batch
   API), datasketch's band keys, the distributed candidate join, exact verification; SimHash buckets, exact cosine,
-  top-k. Nothing is written (a ``noop`` sink), so the figures are the computation's;
-- ``datasketch``: ``MinHash.bulk`` then ``MinHashLSH`` insert all, query all, in one process;
+  top-k, each result written to Parquet as the job writes its tables;
+- ``datasketch``: ``MinHash.bulk`` (10,000 sets at a time) then ``MinHashLSH`` insert all, query all, in one process;
 - ``mllib``: Spark MLlib ``MinHashLSH.approxSimilarityJoin`` on the token sets as sparse vectors, and
   ``BucketedRandomProjectionLSH.approxSimilarityJoin`` on the vectors at the planted neighbours' distance;
 - ``exact``: numpy brute force over the vectors (top 10 by cosine, blocked matrix products).
@@ -80,26 +86,57 @@ def exact_top10(v: np.ndarray, queries: np.ndarray, block: int = 4096) -> np.nda
     return out
 
 
-def pair_recall(found: set[tuple[int, int]], planted: np.ndarray) -> float:
-    want = {(min(a, b), max(a, b)) for a, b in planted.tolist()}
-    return len(want & found) / len(want)
+def pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Unordered pairs of ids below ``n`` as one int64 each, for set operations in numpy."""
+    return np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
 
 
-def neighbour_recall(top: dict[int, list[int]], planted: np.ndarray) -> float:
-    hits = sum((b in top.get(a, [])) + (a in top.get(b, [])) for a, b in planted.tolist())
-    return hits / (2 * len(planted))
+def pair_recall(found: np.ndarray, planted: np.ndarray, n: int) -> float:
+    """Share of the planted pairs among the found pairs ([m, 2] id arrays)."""
+    return float(np.isin(pair_codes(planted[:, 0], planted[:, 1], n), pair_codes(found[:, 0], found[:, 1], n)).mean())
 
 
-def recall_at_10(top: dict[int, list[int]], truth: np.ndarray, sample: np.ndarray) -> float:
-    found = [len(set(top.get(int(q), [])) & set(t.tolist())) / 10 for q, t in zip(sample, truth, strict=True)]
-    return float(np.mean(found))
+def neighbour_recall(top: np.ndarray, planted: np.ndarray, n: int) -> float:
+    """Share of planted neighbours in the top lists, both ways; ``top`` holds (image, neighbour) rows."""
+    listed = top[:, 0].astype(np.int64) * n + top[:, 1]
+    wanted = np.concatenate(
+        [planted[:, 0].astype(np.int64) * n + planted[:, 1], planted[:, 1].astype(np.int64) * n + planted[:, 0]]
+    )
+    return float(np.isin(wanted, listed).mean())
+
+
+def recall_at_10(top: np.ndarray, truth: np.ndarray, sample: np.ndarray, n: int) -> float:
+    """Mean share of each sampled image's exact top 10 found in its top list."""
+    listed = top[:, 0].astype(np.int64) * n + top[:, 1]
+    wanted = sample.astype(np.int64)[:, None] * n + truth
+    return float(np.isin(wanted, listed).mean())
+
+
+def simhash_shape(n: int, cosine: float = 0.95, recall: float = 0.96) -> tuple[int, int]:
+    """(bands, rows) for ``n`` images: rows grow with log2(n); the fewest bands that find ``cosine`` at ``recall``."""
+    rows = max(8, int(np.ceil(np.log2(n))))
+    p = (1 - np.arccos(cosine) / np.pi) ** rows
+    return int(np.ceil(np.log(1 - recall) / np.log(1 - p))), rows
+
+
+def read_ids(path: str, columns: list[str]) -> np.ndarray:
+    """The id columns of a Parquet folder as an [m, len(columns)] int64 array."""
+    table = pq.read_table(path, columns=columns)
+    return np.stack([table.column(c).to_numpy().astype(np.int64) for c in columns], axis=1)
 
 
 class PeakMemory:
-    """Peak resident memory of this process and its children, sampled every 0.2 s while in the block."""
+    """Peak resident memory of this process and its children, sampled every 0.2 s while in the block.
+
+    Past ``limit`` bytes the children are killed and ``over`` is set: with no swap, the kernel would otherwise pick
+    what to kill.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit, self.peak, self.over = limit, 0, False
 
     def __enter__(self) -> PeakMemory:
-        self.peak, self._stop = 0, threading.Event()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
         return self
@@ -107,17 +144,29 @@ class PeakMemory:
     def _watch(self) -> None:
         me = psutil.Process()
         while not self._stop.wait(0.2):
+            children = me.children(recursive=True)
             total = 0
-            for p in [me, *me.children(recursive=True)]:
+            for p in [me, *children]:
                 try:
                     total += p.memory_info().rss
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            if total > self.limit and not self.over:
+                self.over = True
+                kill(children)
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def kill(processes: list[psutil.Process]) -> None:
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
 
 
 def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarConfig) -> dict:
@@ -133,16 +182,18 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
     from lakelens.spark import build_session
     from udfs.signatures import SIMHASH_UDF_SCHEMA, make_simhash_udf
 
-    tokens, planted = token_sets(n, seed)
-    vecs, neighbours = vectors(n, seed)
     with tempfile.TemporaryDirectory(prefix="lakelens-scale-") as tmp:
         cfg = load_config(overrides=[f"spark.master=local[{cores}]", f"lake.root={tmp}/lake",
-                                     "spark.conf.spark.driver.memory=16g",
+                                     "spark.conf.spark.driver.memory=12g",
                                      f"spark.conf.spark.sql.shuffle.partitions={4 * cores}"])  # fmt: skip
-        spark = build_session(cfg)
         ids = np.char.mod("%08d", np.arange(n))
+        tokens, planted = token_sets(n, seed)
         pq.write_table(pa.table({"image_id": ids, "tokens": list(tokens)}), f"{tmp}/tokens.parquet")
+        del tokens
+        vecs, neighbours = vectors(n, seed)
         pq.write_table(pa.table({"image_id": ids, "vector": list(vecs)}), f"{tmp}/vectors.parquet")
+        del ids
+        spark = build_session(cfg)
         params = MinHashParams(num_perm=nd.num_perm, seed=nd.seed, threshold=nd.lsh_threshold, recipe=nd.recipe)
         started = time.perf_counter()
         sets = spark.read.parquet(f"{tmp}/tokens.parquet").repartition(8 * cores)
@@ -158,9 +209,8 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
         signed = sets.mapInPandas(sign, "image_id string, minhash array<bigint>, keys array<binary>").cache()
         buckets = transform_bucket_rows(signed, "minhash", params.params_id)
         found = transform_candidates(buckets, None, 1000)
-        pairs = transform_jaccard(found.pairs, signed, nd.threshold).select("image_id_a", "image_id_b").collect()
+        transform_jaccard(found.pairs, signed, nd.threshold).write.parquet(f"{tmp}/pairs")
         near_s = time.perf_counter() - started
-        got = {(int(a), int(b)) for a, b in pairs}
 
         started = time.perf_counter()
         params = SimHashParams(model="bench", dim=DIM, bands=sim.bands, rows=sim.rows, seed=sim.seed)
@@ -168,39 +218,42 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
         sbuckets = transform_bucket_rows(vec.mapInPandas(make_simhash_udf(params), SIMHASH_UDF_SCHEMA), "simhash", "b")
         sfound = transform_candidates(sbuckets, None, 1000)
         top = transform_top_k(both_directions(transform_cosine(sfound.pairs, vec), "cosine"), sim.k)
-        rows = top.select("image_id", "neighbor_id").collect()
+        top.write.parquet(f"{tmp}/top")
         similar_s = time.perf_counter() - started
         hot = found.hot.count() + sfound.hot.count()
         spark.stop()
-    lists: dict[int, list[int]] = {}
-    for a, b in rows:
-        lists.setdefault(int(a), []).append(int(b))
+        got = read_ids(f"{tmp}/pairs", ["image_id_a", "image_id_b"])
+        lists = read_ids(f"{tmp}/top", ["image_id", "neighbor_id"])
     sample = np.random.default_rng(seed).choice(n, min(1000, n), replace=False)
     return {
-        "near_dup_s": near_s, "near_dup_recall": pair_recall(got, planted), "near_dup_pairs": len(got),
-        "similar_s": similar_s, "similar_planted_recall": neighbour_recall(lists, neighbours),
-        "similar_recall_at_10": recall_at_10(lists, exact_top10(vecs, sample), sample), "hot_buckets": hot,
+        "near_dup_s": near_s, "near_dup_recall": pair_recall(got, planted, n), "near_dup_pairs": len(got),
+        "similar_s": similar_s, "simhash": f"{sim.bands}x{sim.rows}",
+        "similar_planted_recall": neighbour_recall(lists, neighbours, n),
+        "similar_recall_at_10": recall_at_10(lists, exact_top10(vecs, sample), sample, n), "hot_buckets": hot,
     }  # fmt: skip
 
 
-def run_datasketch(n: int, seed: int, nd: NearDupConfig) -> dict:
+def run_datasketch(n: int, seed: int, nd: NearDupConfig, chunk: int = 10_000) -> dict:
     from datasketch import MinHash, MinHashLSH
 
     tokens, planted = token_sets(n, seed)
     started = time.perf_counter()
-    sets = [[int(t).to_bytes(4, "little") for t in row] for row in tokens]
-    hashes = MinHash.bulk(sets, num_perm=nd.num_perm, seed=nd.seed)
+    hashes = []
+    for at in range(0, n, chunk):
+        sets = [[int(t).to_bytes(4, "little") for t in row] for row in tokens[at : at + chunk]]
+        hashes += MinHash.bulk(sets, num_perm=nd.num_perm, seed=nd.seed)
     lsh = MinHashLSH(threshold=nd.lsh_threshold, num_perm=nd.num_perm)
     with lsh.insertion_session() as session:
         for i, m in enumerate(hashes):
             session.insert(i, m)
-    got = set()
+    got = []
     for i, m in enumerate(hashes):
         for j in lsh.query(m):
             if j > i and m.jaccard(hashes[j]) >= nd.threshold:
-                got.add((i, j))
-    return {"near_dup_s": time.perf_counter() - started, "near_dup_recall": pair_recall(got, planted),
-            "near_dup_pairs": len(got)}  # fmt: skip
+                got.append((i, j))
+    seconds = time.perf_counter() - started
+    found = np.array(got, np.int64).reshape(-1, 2)
+    return {"near_dup_s": seconds, "near_dup_recall": pair_recall(found, planted, n), "near_dup_pairs": len(found)}
 
 
 def run_mllib(n: int, seed: int, cores: int, threshold: float) -> dict:
@@ -223,7 +276,8 @@ def run_mllib(n: int, seed: int, cores: int, threshold: float) -> dict:
         started = time.perf_counter()
         model = MinHashLSH(inputCol="features", outputCol="hashes", numHashTables=5, seed=1).fit(sets)
         joined = model.approxSimilarityJoin(sets, sets, 1 - threshold, distCol="d")
-        got = {(r.a, r.b) for r in joined.selectExpr("datasetA.id AS a", "datasetB.id AS b").where("a < b").collect()}
+        pairs = joined.selectExpr("datasetA.id AS a", "datasetB.id AS b").where("a < b").collect()
+        got = np.array(pairs, np.int64).reshape(-1, 2)
         near_s = time.perf_counter() - started
         dense = spark.createDataFrame([(i, Vectors.dense(v.tolist())) for i, v in enumerate(vecs)], ["id", "features"])
         dense = dense.repartition(8 * cores).cache()
@@ -231,11 +285,12 @@ def run_mllib(n: int, seed: int, cores: int, threshold: float) -> dict:
         started = time.perf_counter()
         brp = BucketedRandomProjectionLSH(inputCol="features", outputCol="hashes", bucketLength=1.0, numHashTables=5)
         joined = brp.fit(dense).approxSimilarityJoin(dense, dense, 0.45, distCol="d")  # cosine ~0.9
-        close = {(r.a, r.b) for r in joined.selectExpr("datasetA.id AS a", "datasetB.id AS b").where("a < b").collect()}
+        pairs = joined.selectExpr("datasetA.id AS a", "datasetB.id AS b").where("a < b").collect()
+        close = np.array(pairs, np.int64).reshape(-1, 2)
         similar_s = time.perf_counter() - started
         spark.stop()
-    return {"near_dup_s": near_s, "near_dup_recall": pair_recall(got, planted), "near_dup_pairs": len(got),
-            "similar_s": similar_s, "similar_planted_recall": pair_recall(close, neighbours)}  # fmt: skip
+    return {"near_dup_s": near_s, "near_dup_recall": pair_recall(got, planted, n), "near_dup_pairs": len(got),
+            "similar_s": similar_s, "similar_planted_recall": pair_recall(close, neighbours, n)}  # fmt: skip
 
 
 def run_exact(n: int, seed: int) -> dict:
@@ -243,25 +298,26 @@ def run_exact(n: int, seed: int) -> dict:
     started = time.perf_counter()
     top = exact_top10(vecs, np.arange(n))
     seconds = time.perf_counter() - started
-    lists = {i: row.tolist() for i, row in enumerate(top)}
-    return {"similar_s": seconds, "similar_planted_recall": neighbour_recall(lists, neighbours)}
+    lists = np.stack([np.repeat(np.arange(n), 10), top.ravel()], axis=1)
+    return {"similar_s": seconds, "similar_planted_recall": neighbour_recall(lists, neighbours, n)}
 
 
-def measured(fn: Callable[[], dict], limit_s: float) -> dict:
-    """Run ``fn`` in a child process (so its memory is its own) with a time limit; add wall time and peak memory."""
+def measured(fn: Callable[[], dict], limit_s: float, limit_gib: float) -> dict:
+    """Run ``fn`` in a child process (so its memory is its own) within time and memory limits; add wall time and peak
+    memory."""
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=lambda: queue.put(fn()))
     started = time.perf_counter()
-    with PeakMemory() as memory:
+    with PeakMemory(limit_gib * 2**30) as memory:
         child.start()
         child.join(limit_s)
         if child.is_alive():
-            for p in psutil.Process(child.pid).children(recursive=True):
-                p.kill()
-            child.kill()
+            kill([*psutil.Process(child.pid).children(recursive=True), psutil.Process(child.pid)])
             child.join()
             return {"finished": False, "limit_s": limit_s}
+    if memory.over:
+        return {"finished": False, "limit_gib": limit_gib, "after_s": time.perf_counter() - started}
     result = queue.get() if not queue.empty() else {"finished": False, "exit_code": child.exitcode}
     return {"finished": True, **result, "wall_s": time.perf_counter() - started, "peak_gib": memory.peak / 2**30}
 
@@ -271,15 +327,20 @@ def main() -> None:
     parser.add_argument("--sizes", default="125000,250000,500000,1000000")
     parser.add_argument("--peers", default="lakelens,datasketch,mllib,exact")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--sim-bands", type=int, default=16, help="SimHash bands (random vectors need long bands)")
-    parser.add_argument("--sim-rows", type=int, default=16)
+    parser.add_argument("--sim-shape", default="auto", help="SimHash BANDSxROWS, or auto: grown with the size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit-s", type=float, default=1800)
+    parser.add_argument("--memory-gib", type=float, default=21, help="stop a path whose resident set passes this")
     args = parser.parse_args()
     nd = load_config().index.near_dup
-    sim = dataclasses.replace(load_config().index.similar, bands=args.sim_bands, rows=args.sim_rows)
+    similar = load_config().index.similar
+
+    def sim(n: int) -> SimilarConfig:
+        bands, rows = simhash_shape(n) if args.sim_shape == "auto" else map(int, args.sim_shape.split("x"))
+        return dataclasses.replace(similar, bands=bands, rows=rows)
+
     runners = {
-        "lakelens": lambda n: run_lakelens(n, args.seed, args.cores, nd, sim),
+        "lakelens": lambda n: run_lakelens(n, args.seed, args.cores, nd, sim(n)),
         "datasketch": lambda n: run_datasketch(n, args.seed, nd),
         "mllib": lambda n: run_mllib(n, args.seed, args.cores, nd.threshold),
         "exact": lambda n: run_exact(n, args.seed),
@@ -289,7 +350,7 @@ def main() -> None:
         for peer in args.peers.split(","):
             if peer in stopped:
                 continue
-            result = measured(lambda peer=peer, n=n: runners[peer](n), args.limit_s)
+            result = measured(lambda peer=peer, n=n: runners[peer](n), args.limit_s, args.memory_gib)
             if not result["finished"]:
                 stopped.add(peer)
             print(json.dumps({"size": n, "path": peer, **result}), flush=True)

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
-from lakelens.lake import append, drop_partition, read_table, registry_root
+from lakelens.lake import append, drop_partition, read_table, registry_root, replace_partition
 from lakelens.lsh import MinHashParams, SimHashParams
 from lakelens.lsh_spark import (
     both_directions,
@@ -49,7 +49,7 @@ from lakelens.schemas import (
     SIMILAR,
 )
 from lakelens.spark import build_session
-from models.registry import read_entry
+from models.registry import Manifest, read_manifest
 from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash_udf, make_simhash_udf
 
 log = logging.getLogger("lakelens.index")
@@ -184,11 +184,10 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
             append(_hot_rows(hot, "minhash", pid, now), cfg, HOT_BUCKETS)
         # Buckets, then signatures last: a signature marks an image done, so a crash before it redoes the image.
         _append_new(new_buckets, _buckets(spark, cfg, "minhash", pid), ["image_id"], cfg, LSH_BUCKETS)
-        nd = cfg.index.near_dup
         sig_rows = signed.select(
             "image_id", "minhash", "tokens", "error", F.lit(params.scheme).alias("scheme"),
-            F.lit(nd.num_perm).alias("num_perm"), F.lit(nd.seed).cast("long").alias("seed"),
-            F.lit(nd.recipe).alias("recipe"), F.lit(now).cast("timestamp").alias("indexed_at"),
+            F.lit(params.num_perm).alias("num_perm"), F.lit(params.seed).cast("long").alias("seed"),
+            F.lit(params.recipe).alias("recipe"), F.lit(now).cast("timestamp").alias("indexed_at"),
             F.lit(pid).alias("params_id"),
         )  # fmt: skip
         append(sig_rows, cfg, SIGNATURES)
@@ -204,9 +203,8 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
 def regroup(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int, int]:
     """Rebuild ``dup_groups`` of ``params_id`` from all its pairs (connected components); (groups, images)."""
     pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == params_id)
-    groups = transform_components(pairs.select("image_id_a", "image_id_b")).localCheckpoint()
-    drop_partition(spark, cfg, DUP_GROUPS, params_id=params_id)
-    append(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS)
+    groups = transform_components(pairs.select("image_id_a", "image_id_b"))
+    replace_partition(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS, params_id=params_id)
     return _group_counts(spark, cfg, params_id)
 
 
@@ -216,18 +214,25 @@ def _group_counts(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int
     return counted["groups"], counted["images"]
 
 
-def embedding_model(cfg: Config) -> tuple[str, str]:
-    """(name, version) of the embedder that annotate.models.embed names (its latest version if none given)."""
+def embedder_manifest(cfg: Config) -> Manifest:
+    """The registry manifest of the embedder that annotate.models.embed names (its latest version if none given)."""
     name, _, version = cfg.annotate.models.embed.partition(":")
-    manifest, _ = read_entry(registry_root(cfg), name, version or None)
-    return manifest.name, manifest.version
+    return read_manifest(registry_root(cfg), name, version or None)
+
+
+def similar_params(cfg: Config, embedder: Manifest) -> SimHashParams:
+    """The SimHash parameters of ``embedder``'s vectors under ``index.similar``."""
+    sim = cfg.index.similar
+    return SimHashParams(model=f"{embedder.name}:{embedder.version}", dim=int(embedder.arch_args["dim"]),
+                         bands=sim.bands, rows=sim.rows, seed=sim.seed)  # fmt: skip
 
 
 def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> SimilarCounts | None:
     """Hash new embeddings, score their candidates by cosine, and update the top-k lists they change."""
     started = time.monotonic()
-    name, version = embedding_model(cfg)
-    model = f"{name}:{version}"
+    embedder = embedder_manifest(cfg)
+    params = similar_params(cfg, embedder)
+    name, version, model = embedder.name, embedder.version, params.model
     n_images = read_table(spark, cfg, IMAGES).select("image_id").distinct().count()
     vectors = (
         read_table(spark, cfg, EMBEDDINGS)
@@ -240,9 +245,6 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         log.warning("similar: no embeddings from %s yet; run python -m jobs.annotate --tasks embed", model)
         vectors.unpersist()
         return None
-    dim = vectors.select(F.size("vector").alias("dim")).first()["dim"]
-    sim = cfg.index.similar
-    params = SimHashParams(model=model, dim=dim, bands=sim.bands, rows=sim.rows, seed=sim.seed)
     pid = params.params_id
     record_params(spark, cfg, "simhash", pid, asdict(params))
     if full:
@@ -263,9 +265,10 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         affected = scored.select("image_id").distinct()
         old = read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid)
         kept = old.join(affected, "image_id", "left_semi").select("image_id", "neighbor_id", "cosine")
-        merged = transform_top_k(scored.unionByName(kept).dropDuplicates(["image_id", "neighbor_id"]), sim.k)
+        candidates_top = scored.unionByName(kept).dropDuplicates(["image_id", "neighbor_id"])
+        merged = transform_top_k(candidates_top, cfg.index.similar.k)
         merged = merged.select("*", F.lit(model).alias("model"), F.lit(pid).alias("params_id"))
-        result = old.join(affected, "image_id", "left_anti").unionByName(merged).localCheckpoint()
+        result = old.join(affected, "image_id", "left_anti").unionByName(merged)
         updated = affected.count()
         hot = found.hot.cache()
         n_hot = hot.count()
@@ -273,8 +276,7 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
             log.warning("similar: %d hot buckets (over %d images) linked to their leader only; see %s",
                         n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
             append(_hot_rows(hot, "simhash", pid, now), cfg, HOT_BUCKETS)
-        drop_partition(spark, cfg, SIMILAR, params_id=pid)
-        append(result, cfg, SIMILAR)
+        replace_partition(result, cfg, SIMILAR, params_id=pid)
         # Buckets last: they mark an image done, so a crash before them redoes it.
         append(new_buckets, cfg, LSH_BUCKETS)
         for df in (new_buckets, scored, hot):

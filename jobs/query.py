@@ -21,12 +21,12 @@ import pandas as pd
 import pyarrow.compute as pc
 import torch
 
-from jobs.index import embedding_model, near_dup_params
+from jobs.index import embedder_manifest, near_dup_params, similar_params
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
 from lakelens.imaging import ImageDecodeError
 from lakelens.lake import registry_root, table_dataset
-from lakelens.lsh import SimHashParams, hyperplanes, jaccard, simhash_band_keys
+from lakelens.lsh import hyperplanes, jaccard, simhash_band_keys
 from lakelens.schemas import EMBEDDINGS, IMAGES, LSH_BUCKETS, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR, TableSpec
 from models.registry import model_from_bytes, read_entry
 from udfs.embed import EmbedPredictor
@@ -67,7 +67,8 @@ def matches_of_id(cfg: Config, image_id: str, k: int) -> list[Match]:
                  ["image_id_a", "image_id_b", "similarity"])  # fmt: skip
     near = [Match(b if a == image_id else a, "near_duplicate", float(s)) for a, b, s in pairs.itertuples(index=False)]
     lists = read(cfg, SIMILAR, pc.field("image_id") == image_id, ["neighbor_id", "rank", "cosine", "params_id"])
-    lists = lists[lists["params_id"] == _simhash_params(cfg).params_id].sort_values("rank").head(k)
+    lists = lists[lists["params_id"] == similar_params(cfg, embedder_manifest(cfg)).params_id]
+    lists = lists.sort_values("rank").head(k)
     similar = [Match(n, "similar", float(c)) for n, c in zip(lists["neighbor_id"], lists["cosine"], strict=True)]
     return _near_first(near) + similar
 
@@ -94,18 +95,18 @@ def matches_of_file(cfg: Config, data: bytes, k: int) -> list[Match]:
 
 
 def _similar_of_file(cfg: Config, own_id: str, data: bytes, k: int) -> list[Match]:
-    name, version = embedding_model(cfg)
-    manifest, weights = read_entry(registry_root(cfg), name, version)
+    manifest = embedder_manifest(cfg)
+    _, weights = read_entry(registry_root(cfg), manifest.name, manifest.version)
     predictor = EmbedPredictor(model_from_bytes(manifest, weights).eval(), manifest, torch.device("cpu"), 1)
     vector = predictor.infer([predictor.prepare(data)])[0]["vector"]
-    params = _simhash_params(cfg, dim=len(vector))
+    params = similar_params(cfg, manifest)
     keys = simhash_band_keys(vector[None, :], hyperplanes(params), params.bands, params.rows)[0]
     candidates = _bucket_members(cfg, "simhash", params.params_id, keys) - {own_id}
     if not candidates:
         return []
     where = (
-        pc.field("image_id").isin(sorted(candidates)) & (pc.field("model") == name)
-        & (pc.field("model_version") == version)
+        pc.field("image_id").isin(sorted(candidates)) & (pc.field("model") == manifest.name)
+        & (pc.field("model_version") == manifest.version)
     )  # fmt: skip
     theirs = read(cfg, EMBEDDINGS, where, ["image_id", "vector"]).dropna(subset=["vector"])
     if theirs.empty:
@@ -113,15 +114,6 @@ def _similar_of_file(cfg: Config, own_id: str, data: bytes, k: int) -> list[Matc
     cosines = np.stack([np.asarray(v, np.float32) for v in theirs["vector"]]) @ vector
     order = sorted(zip(-cosines, theirs["image_id"], strict=True))[:k]
     return [Match(image_id, "similar", float(-neg)) for neg, image_id in order]
-
-
-def _simhash_params(cfg: Config, dim: int | None = None) -> SimHashParams:
-    name, version = embedding_model(cfg)
-    if dim is None:
-        manifest, _ = read_entry(registry_root(cfg), name, version)
-        dim = int(manifest.arch_args["dim"])
-    sim = cfg.index.similar
-    return SimHashParams(model=f"{name}:{version}", dim=dim, bands=sim.bands, rows=sim.rows, seed=sim.seed)
 
 
 def _bucket_members(cfg: Config, kind: str, params_id: str, keys: Sequence[bytes]) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from lakelens.config import Config
 from lakelens.schemas import TableSpec
 
 log = logging.getLogger("lakelens.lake")
+GENERATION = "gen"  # a partition's folder of rows written whole by replace_partition: <partition>/gen=<time>/
 _ENSURED: set[tuple[str, str, str]] = set()
 
 
@@ -169,15 +171,88 @@ def drop_partition(spark: SparkSession, cfg: Config, spec: TableSpec, **values: 
     spark.sql(f"ALTER TABLE {qualified(cfg, spec)} DROP IF EXISTS PARTITION ({where})")
 
 
+def replace_partition(df: DataFrame, cfg: Config, spec: TableSpec, **values: str) -> None:
+    """Replace one partition's rows (``values`` names every partition column) so that readers see the old rows or
+    the new ones, never none or a mix, and a crash part-way leaves the old rows in place.
+
+    The new rows are written to a folder of their own inside the partition's folder (``gen=<time>``); one catalog
+    call then points the partition at it, and the old files are removed after.
+    """
+    spark = df.sparkSession
+    ensure_table(spark, cfg, spec)
+    if set(values) != set(spec.partition_by):
+        raise ValueError(f"table {spec.name} is partitioned by {spec.partition_by}, got {sorted(values)}")
+    name = qualified(cfg, spec)
+    folder = "/".join(f"{column}={values[column]}" for column in spec.partition_by)
+    target = f"{table_location(spark, name)}/{folder}"
+    fresh = f"{target}/{GENERATION}={datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    conform(df, spec).drop(*spec.partition_by).write.parquet(fresh)
+    where = ", ".join(f"{column} = '{value}'" for column, value in values.items())
+    old = _partition_location(spark, name, where)
+    if old is None:
+        spark.sql(f"ALTER TABLE {name} ADD PARTITION ({where}) LOCATION '{fresh}'")
+    else:
+        spark.sql(f"ALTER TABLE {name} PARTITION ({where}) SET LOCATION '{fresh}'")
+    spark.catalog.refreshTable(name)
+    if old is not None:
+        _remove_old(spark, old, keep_folders=old.rstrip("/") == target)
+
+
+def _partition_location(spark: SparkSession, name: str, where: str) -> str | None:
+    if not spark.sql(f"SHOW PARTITIONS {name} PARTITION ({where})").take(1):
+        return None
+    rows = spark.sql(f"DESCRIBE FORMATTED {name} PARTITION ({where})").where(F.col("col_name") == "Location")
+    return rows.first()["data_type"]
+
+
+def _remove_old(spark: SparkSession, location: str, keep_folders: bool) -> None:
+    """Delete a partition's former folder; its files only where it is the partition's own folder, which holds the
+    new generation's folder too."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return
+    if not keep_folders:
+        fs.delete(path, True)
+        return
+    for status in fs.listStatus(path):
+        if status.isFile():
+            fs.delete(status.getPath(), False)
+
+
 def table_dataset(cfg: Config, spec: TableSpec) -> ds.Dataset | None:
     """A lake table's Parquet files as a ``pyarrow.dataset`` (hive partitions as columns), for quick reads
-    without a Spark session (jobs.query). Its files are where the catalog keeps them: under the database folder.
-    Returns None when the table has no files yet."""
+    without a Spark session (jobs.query). Its files are where the catalog keeps them: under the database folder;
+    of a partition that ``replace_partition`` rewrote, only the newest generation's. Returns None when the table
+    has no files yet."""
     filesystem, path = pafs.FileSystem.from_uri(f"{database_location(cfg)}/{spec.name}")
     if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
         return None
+    found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+    files = [f.path for f in found if f.type == pafs.FileType.File and f.path.endswith(".parquet")]
+    files = [f for f in files if not any(part.startswith((".", "_")) for part in f[len(path) :].split("/"))]
     schema = pa.schema([pa.field(name, pa.string()) for name in spec.partition_by])
     return ds.dataset(
-        path, filesystem=filesystem, format="parquet", partitioning=ds.partitioning(schema, flavor="hive"),
-        exclude_invalid_files=True, ignore_prefixes=[".", "_"],
+        _current_generation(files), filesystem=filesystem, format="parquet",
+        partitioning=ds.partitioning(schema, flavor="hive"), partition_base_dir=path,
     )  # fmt: skip
+
+
+def _current_generation(files: list[str]) -> list[str]:
+    """Of each partition folder, the files of its newest ``gen=`` folder if it has one, else its own files."""
+    marker = f"/{GENERATION}="
+    newest: dict[str, str] = {}
+    for f in files:
+        if marker in f:
+            folder, _, rest = f.rpartition(marker)
+            newest[folder] = max(newest.get(folder, ""), rest.split("/")[0])
+    kept = []
+    for f in files:
+        if marker in f:
+            folder, _, rest = f.rpartition(marker)
+            if rest.split("/")[0] == newest[folder]:
+                kept.append(f)
+        elif f.rpartition("/")[0] not in newest:
+            kept.append(f)
+    return kept

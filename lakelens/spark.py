@@ -98,6 +98,15 @@ def code_zip() -> Path:
     return zipped
 
 
+@functools.cache
+def hive_scratch() -> Path:
+    """A folder for the Hive client's per-session scratch (it makes one under /tmp per session and never removes
+    it), removed when this process exits."""
+    folder = tempfile.mkdtemp(prefix="lakelens-hive-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder)
+
+
 class MetastoreBusyError(RuntimeError):
     """Another process holds the lake's embedded (Derby) catalog."""
 
@@ -134,7 +143,11 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 
 def catalog_conf(cfg: Config) -> dict[str, str]:
     """Spark settings that keep the catalog (embedded Derby) and the warehouse under the lake root."""
-    conf = {"spark.sql.warehouse.dir": warehouse_uri(cfg), "spark.sql.catalogImplementation": "hive"}
+    conf = {
+        "spark.sql.warehouse.dir": warehouse_uri(cfg),
+        "spark.sql.catalogImplementation": "hive",
+        "spark.hadoop.hive.downloaded.resources.dir": str(hive_scratch() / "resources"),
+    }
     if cfg.lake.metastore == "derby":
         root = _local_root(cfg)
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (

@@ -143,9 +143,26 @@ def load_model(root: str | Path, name: str, version: str | None = None) -> tuple
     return model_from_bytes(manifest, weights), manifest
 
 
+def read_manifest(root: str | Path, name: str, version: str | None = None) -> Manifest:
+    """The manifest of ``name`` at ``version`` (default: the latest), without reading its weights."""
+    return _manifest_and_folder(root, name, version)[0]
+
+
 def read_entry(root: str | Path, name: str, version: str | None = None) -> tuple[Manifest, bytes]:
     """The manifest and weights file bytes of ``name`` at ``version`` (default: the latest), the weights checked
     against the manifest's SHA-256. What a Spark job ships to its executors, which need no access to the registry."""
+    manifest, folder = _manifest_and_folder(root, name, version)
+    version = folder.name
+    try:
+        weights = (folder / WEIGHTS).read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"weights of {name} {version} cannot be read: {exc}") from exc
+    if manifest.weights_sha256 and hashlib.sha256(weights).hexdigest() != manifest.weights_sha256:
+        raise RegistryError(f"weights of {name} {version} changed since they were registered (SHA-256 differs)")
+    return manifest, weights
+
+
+def _manifest_and_folder(root: str | Path, name: str, version: str | None) -> tuple[Manifest, Path]:
     base = Path(root) / name
     if version is None:
         found = _versions(base)
@@ -155,14 +172,7 @@ def read_entry(root: str | Path, name: str, version: str | None = None) -> tuple
     folder = base / version
     if not (folder / MANIFEST).is_file():
         raise RegistryError(f"no version {version} of model {name!r} in the registry at {root}")
-    manifest = Manifest.from_json((folder / MANIFEST).read_text(), str(folder / MANIFEST))
-    try:
-        weights = (folder / WEIGHTS).read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"weights of {name} {version} cannot be read: {exc}") from exc
-    if manifest.weights_sha256 and hashlib.sha256(weights).hexdigest() != manifest.weights_sha256:
-        raise RegistryError(f"weights of {name} {version} changed since they were registered (SHA-256 differs)")
-    return manifest, weights
+    return Manifest.from_json((folder / MANIFEST).read_text(), str(folder / MANIFEST)), folder
 
 
 def model_from_bytes(manifest: Manifest, weights: bytes, source: str = "") -> nn.Module:

@@ -19,9 +19,12 @@ from lakelens.lake import (
     qualified,
     read_table,
     replace,
+    replace_partition,
+    table_dataset,
+    table_location,
 )
-from lakelens.schemas import FASHION_MNIST, IMAGE_URIS, TABLES, TableSpec
-from lakelens.spark import catalog_conf, session_conf
+from lakelens.schemas import DUP_GROUPS, FASHION_MNIST, IMAGE_URIS, TABLES, TableSpec
+from lakelens.spark import catalog_conf, hive_scratch, session_conf
 
 
 def uri_rows(spark, n: int):
@@ -49,6 +52,11 @@ def test_derby_metastore_and_warehouse_under_the_lake_root(tmp_path: Path) -> No
     assert "spark.hadoop.javax.jdo.option.ConnectionURL" not in external
     with pytest.raises(ValueError, match="lake.metastore=derby needs a local lake root"):
         catalog_conf(load_config(overrides=["lake.root=s3a://b/lake"]))
+
+
+def test_hive_scratch_goes_to_a_folder_removed_at_exit(spark) -> None:
+    spark.sql("SHOW DATABASES").collect()
+    assert (hive_scratch() / "resources").is_dir()  # not a new /tmp/<session>_resources each run
 
 
 def test_append_then_read_by_name(spark, cfg) -> None:
@@ -99,3 +107,36 @@ def test_session_conf_restores_the_setting(spark) -> None:
     with session_conf(spark, key, "7"):
         assert spark.conf.get(key) == "7"
     assert spark.conf.get(key) == before
+
+
+def group_rows(spark, rows: list[tuple[str, str]], params_id: str):
+    return spark.createDataFrame([(i, g, 2, params_id) for i, g in rows], DUP_GROUPS.schema)
+
+
+def test_replace_partition_swaps_a_partition_whole_and_leaves_the_others(spark, cfg) -> None:
+    append(group_rows(spark, [("a", "a"), ("b", "a")], "p"), cfg, DUP_GROUPS)
+    append(group_rows(spark, [("x", "x")], "q"), cfg, DUP_GROUPS)
+    replace_partition(group_rows(spark, [("c", "c"), ("d", "c")], "p"), cfg, DUP_GROUPS, params_id="p")
+    replace_partition(group_rows(spark, [("e", "e")], "p"), cfg, DUP_GROUPS, params_id="p")
+    want = [("e", "e", 2, "p"), ("x", "x", 2, "q")]
+    assert sorted(tuple(r) for r in read_table(spark, cfg, DUP_GROUPS).collect()) == want
+    outside = table_dataset(cfg, DUP_GROUPS).to_table().to_pandas()
+    assert sorted(outside[DUP_GROUPS.columns].itertuples(index=False, name=None)) == want
+    folder = Path(table_location(spark, qualified(cfg, DUP_GROUPS)).removeprefix("file:")) / "params_id=p"
+    assert [p.name for p in folder.iterdir()] == [p.name for p in folder.glob("gen=*")]  # old files removed
+    assert len(list(folder.iterdir())) == 1
+
+
+def test_a_failed_replace_leaves_the_old_rows(spark, cfg) -> None:
+    append(group_rows(spark, [("a", "a")], "p"), cfg, DUP_GROUPS)
+
+    def explode(frames):
+        for _ in frames:
+            raise RuntimeError("executor lost")
+            yield
+
+    broken = group_rows(spark, [("z", "z")], "p").mapInPandas(explode, DUP_GROUPS.schema)
+    with pytest.raises(Exception, match="executor lost"):
+        replace_partition(broken, cfg, DUP_GROUPS, params_id="p")
+    assert [tuple(r) for r in read_table(spark, cfg, DUP_GROUPS).collect()] == [("a", "a", 2, "p")]
+    assert table_dataset(cfg, DUP_GROUPS).to_table().num_rows == 1
