@@ -32,6 +32,19 @@ check_java() {
   die "Spark needs Java 17+ (found: ${major:-none}). Install it: sudo apt-get install openjdk-17-jre-headless (Debian/Ubuntu), or set JAVA_HOME to a JDK 17+."
 }
 
+ensure_chromium() {
+  # The report's test opens it in headless Chromium; without one that test is skipped, with a note.
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's chromium (headless browser for the report's test)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } \
+      || say "could not install chromium: the report's browser test will be skipped"
+  else
+    say "no chromium: the report's browser test will be skipped (sudo apt-get install chromium)"
+  fi
+}
+
 find_python() {
   for p in python3.11 python3.12 python3.10 python3; do
     if command -v "$p" >/dev/null 2>&1 \
@@ -72,6 +85,7 @@ case "$cmd" in
     ;;
   test)
     setup
+    ensure_chromium
     "$VENV/bin/ruff" check --quiet .
     exec "$PY" -m pytest -q "$@"
     ;;

@@ -24,7 +24,7 @@ from lakelens.lake import append, read_table, registry_root
 from lakelens.progress import stage_progress
 from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, IMAGES, LABELS, SEGMENTS, TableSpec
 from lakelens.spark import build_session, session_conf
-from models.registry import RegistryError, read_entry
+from models.registry import RegistryError, read_entry, read_manifest
 from udfs.factory import ModelUdfSpec, make_model_udf, udf_schema
 
 log = logging.getLogger("lakelens.annotate")
@@ -81,6 +81,13 @@ def task_options(task: str, settings: AnnotateConfig) -> dict[str, Any]:
         "detect": {"min_score": settings.min_score},
         "caption": {"beam_size": settings.beam_size},
     }.get(task, {})
+
+
+def configured_model(cfg: Config, task: str) -> tuple[str, str]:
+    """(name, version) of the model ``annotate.models`` names for ``task`` (its latest version if none given)."""
+    name, _, version = getattr(cfg.annotate.models, task).partition(":")
+    manifest = read_manifest(registry_root(cfg), name, version or None)
+    return manifest.name, manifest.version
 
 
 def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:

@@ -1,4 +1,4 @@
-"""The embedded default, end to end: synthetic scenes into a local lake, annotated by the default models, indexed.
+"""The embedded default, end to end: the nightly job over synthetic scenes with the default models, in a local lake.
 
 ``./build.sh demo [--n N] [--seed S] [--lake PATH]`` runs this. Re-running it changes nothing.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from jobs.annotate import TASK_TABLES, annotate
-from jobs.index import index_near_duplicates, index_similar
-from jobs.ingest import ingest
+from jobs.annotate import TASK_TABLES
+from jobs.nightly import nightly
+from jobs.report import write_report
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.lake import lake_uri, local_lake_root, registry_root
 from lakelens.scenes import generate_scenes
@@ -32,29 +32,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("demo: making %d synthetic scenes in %s", args.n, scenes)
     made = generate_scenes(scenes, n=args.n, seed=args.seed)
     log.info("demo: scenes %s in %.1fs", "already there" if made.get("skipped") else "made", made["seconds"])
-    spark = build_session(cfg)
-    counts = ingest(spark, cfg, str(scenes / "images"))
-    print(counts.summary())
     registry = registry_root(cfg)
     installed = install_bundled(registry)
     log.info("demo: %d default models installed into %s", len(installed), registry)
-    for task_counts in annotate(spark, cfg, cfg.annotate.tasks):
-        print(task_counts.summary())
-    print(index_near_duplicates(spark, cfg).summary())
-    similar = index_similar(spark, cfg)
-    print(similar.summary() if similar else "similar: skipped (annotate.tasks has no embed)")
+    spark = build_session(cfg)
+    run_id, _ = nightly(spark, cfg, str(scenes / "images"), on_stage=lambda stage, result: print(result.summary))
+    report = write_report(spark, cfg, local_lake_root(cfg, "the demo", "give it a local --lake") / "report")
     db = cfg.lake.database
-    index_tables = ("signatures", "lsh_buckets", "near_dup_pairs", "dup_groups", *(("similar",) if similar else ()))
-    tables = ", ".join(
-        f"{db}.{t}" for t in ("images", "image_uris", *(TASK_TABLES[t].name for t in cfg.annotate.tasks), *index_tables)
-    )
+    similar = ("similar",) if "embed" in cfg.annotate.tasks else ()
+    index_tables = ("signatures", "lsh_buckets", "near_dup_pairs", "dup_groups", *similar)
+    annotations = (TASK_TABLES[t].name for t in cfg.annotate.tasks)
+    tables = ", ".join(f"{db}.{t}" for t in ("images", "image_uris", *annotations, *index_tables, "runs"))
     lake_arg = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
     print(
-        f"\nlake:         {root}\n"
+        f"\nnightly run:  {run_id} (its stages: SELECT * FROM runs)\n"
+        f"lake:         {root}\n"
         f"tables:       {tables}\n              (Parquet under {root}/warehouse/{db}.db)\n"
+        f"views:        {db}.image_summary, {db}.top_images_by_label, {db}.dup_group_members\n"
+        f"report:       {report} (open it in a browser)\n"
         f"scenes:       {scenes}/images, ground truth {scenes}/ground_truth.parquet\n"
         f"models:       {registry} ({', '.join(model_names(registry)) or 'none'})\n"
-        f'query it:     ./build.sh sql "SELECT caption, count(*) AS n FROM captions GROUP BY caption ORDER BY n DESC"'
+        f'query it:     ./build.sh sql "SELECT top_label, count(*) AS n FROM image_summary GROUP BY top_label"'
         f"{lake_arg}\n"
         f"one image:    .venv/bin/python -m jobs.query --image {min((scenes / 'images').iterdir())}{lake_arg}"
     )

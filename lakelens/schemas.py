@@ -8,6 +8,7 @@ from pyspark.sql.types import (
     ArrayType,
     BinaryType,
     DateType,
+    DoubleType,
     FloatType,
     IntegerType,
     LongType,
@@ -313,6 +314,28 @@ SIMILAR = TableSpec(
     partition_by=("params_id",),
 )
 
+RUNS = TableSpec(
+    name="runs",
+    description="One row per stage of every nightly run, and one for the run itself: rows, speed, models, config.",
+    schema=StructType(
+        [
+            _f("run_id", StringType(), False),
+            _f("stage", StringType(), False),  # ingest, annotate:<task>, index:near_dup, index:similar; nightly: all
+            _f("status", StringType(), False),  # done or failed
+            _f("started_at", TimestampType(), False),
+            _f("ended_at", TimestampType(), False),
+            _f("rows_in", LongType()),  # files listed, images pending, signatures to make
+            _f("rows_out", LongType()),  # rows written: images read, annotations, verified pairs, top-k lists
+            _f("errors", LongType()),  # rows that became error rows, or images skipped (no embedding)
+            _f("images_per_s", DoubleType()),  # rows_in over the stage's wall time
+            _f("models", StringType()),  # name:vN of the stage's model, and the LSH params_id
+            _f("config_hash", StringType(), False),  # Config.digest() of the effective configuration
+            _f("source", StringType(), False),
+            _f("message", StringType()),  # the stage's summary line, or why it failed
+        ]
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -333,5 +356,6 @@ TABLES: dict[str, TableSpec] = {
         NEAR_DUP_PAIRS,
         DUP_GROUPS,
         SIMILAR,
+        RUNS,
     )
 }

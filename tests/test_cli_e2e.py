@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -79,6 +80,7 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert first.returncode == 0, first.stderr
     assert "read 40 (good 40 + errors 0), new images 40, duplicates 0, new uris 40" in first.stdout
     assert f"lake:         file:{lake}" in first.stdout
+    assert f"report:       {lake}/report/index.html" in first.stdout and (lake / "report" / "index.html").is_file()
     for line in ("classify: classifier v1 -> labels", "detect: detector v1 -> detections", "segment: segmenter v1 ->",
                  "caption: captioner v2 -> captions", "embed: embedder v2 -> embeddings"):  # fmt: skip
         assert line in first.stdout
@@ -92,6 +94,7 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 5
     assert "hashed 0 new of 40 images" in again.stdout and "hashed 0 new of 40 embedded images" in again.stdout
     check_readme_queries(lake)
+    check_lake_queries(lake)
 
     counted = run(
         "./build.sh", "sql", "SELECT count(*) AS n, count(DISTINCT uri) AS uris FROM images", "--lake", str(lake)
@@ -100,10 +103,10 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert table_rows(counted.stdout) == [["n", "uris"], ["40", "40"]]
 
 
-def readme_queries() -> dict[str, str]:
-    """The ``./build.sh sql`` examples of README.md's annotation section, by their comment."""
+def readme_queries(marker: str = "<!-- annotation queries -->") -> dict[str, str]:
+    """The ``./build.sh sql`` examples of the README.md block after ``marker``, by their comment."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index("<!-- annotation queries -->") :]
+    section = text[text.index(marker) :]
     section = section[: section.index("```", section.index("```") + 3)]
     queries, comment = {}, None
     for line in section.splitlines():
@@ -140,6 +143,53 @@ def check_readme_queries(lake: Path) -> None:
     worded = table_rows(worded.stdout)
     counts = captions[captions.caption.str.split().map(lambda w: "star" in w)].caption.value_counts()
     assert worded[0] == ["caption", "n"] and {r[0]: int(r[1]) for r in worded[1:]} == counts.to_dict()
+
+
+def sql_rows(lake: Path, query: str) -> list[list[str]]:
+    result = run("./build.sh", "sql", query, "--lake", str(lake), "--limit", "1000", "--truncate", "0")
+    assert result.returncode == 0, result.stderr
+    return table_rows(result.stdout)
+
+
+def check_lake_queries(lake: Path) -> None:
+    """README's five queries over the views give what the tables' Parquet files say they should."""
+    warehouse = lake / "warehouse" / "lake.db"
+    images = pq.read_table(warehouse / "images", columns=["image_id", "uri"]).to_pandas()
+    files = dict(zip(images.image_id, images.uri.str.rsplit("/", n=1).str[-1], strict=True))
+    labels = pq.read_table(warehouse / "labels").to_pandas()
+    captions = pq.read_table(warehouse / "captions").to_pandas()
+    groups = pq.read_table(warehouse / "dup_groups").to_pandas()
+    queries = readme_queries("<!-- lake queries -->")
+    assert len(queries) == 5
+
+    per_label = sql_rows(lake, queries["Images per top label, with the mean confidence"])
+    counted = labels.groupby("label").score.agg(["count", "mean"])
+    assert per_label[0] == ["top_label", "images", "mean_score"]
+    assert {r[0]: int(r[1]) for r in per_label[1:]} == counted["count"].to_dict()
+    assert all(abs(float(r[2]) - counted["mean"][r[0]]) < 1e-3 for r in per_label[1:])
+
+    best = sql_rows(lake, queries["The three most confident hexagons"])
+    hexagons = labels[labels.label == "hexagon"].sort_values(["score", "image_id"], ascending=[False, True]).head(3)
+    assert best[0] == ["rank", "file", "score"]
+    ranked = enumerate(zip(hexagons.image_id, hexagons.score, strict=True), start=1)
+    assert best[1:] == [[str(i), files[h], str(round(float(s), 3))] for i, (h, s) in ranked]
+
+    sizes = sql_rows(lake, queries["Images by the size of their near-duplicate group"])
+    size_of = dict(zip(groups.image_id, groups.group_size, strict=True))
+    expected = Counter(int(size_of.get(i, 1)) for i in images.image_id)
+    assert sizes[0] == ["dup_group_size", "images"] and {int(a): int(b) for a, b in sizes[1:]} == expected
+    assert len(expected) > 1  # the demo plants near-duplicates
+
+    largest = sql_rows(lake, queries["The largest near-duplicate groups and their files"])
+    members = groups.groupby("group_id").image_id.agg(lambda ids: " ".join(sorted(files[i] for i in ids)))
+    top = groups.drop_duplicates("group_id").sort_values(["group_size", "group_id"], ascending=[False, True]).head(3)
+    assert largest[0] == ["group_id", "group_size", "files"]
+    assert largest[1:] == [[g[:12], str(n), members[g]] for g, n in zip(top.group_id, top.group_size, strict=True)]
+
+    agree = sql_rows(lake, queries["How often the caption names the classifier's label"])
+    both = labels.merge(captions, on="image_id")
+    named = sum(label in caption.split(" ") for label, caption in zip(both.label, both.caption, strict=True))
+    assert agree == [["images", "caption_names_label"], [str(len(both)), str(named)]]
 
 
 @pytest.mark.slow

@@ -1,0 +1,176 @@
+"""The nightly refresh in one Spark application: ingest, annotate, index: ``python -m jobs.nightly --source SRC``.
+
+``SRC`` is what ``jobs.ingest`` takes: a folder of images, a list of paths, or a Parquet table. Every stage is
+incremental (only new images are read, annotated and indexed) and records a row in the ``runs`` table. Started
+again after a failure, the job resumes that run at its first stage not done; a finished run is followed by a new
+one, which finds nothing new and changes no table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.annotate import annotate_task, configured_model
+from jobs.index import embedder_manifest, index_near_duplicates, index_similar, near_dup_params, similar_params
+from jobs.ingest import ingest
+from lakelens.cli import config_from_args, job_parser, run_job
+from lakelens.config import ANNOTATE_TASKS, Config
+from lakelens.files import normalise_uri
+from lakelens.lake import append, has_rows, read_table
+from lakelens.schemas import RUNS
+from lakelens.spark import build_session
+from lakelens.views import ViewSources, create_views
+
+log = logging.getLogger("lakelens.nightly")
+WHOLE_RUN = "nightly"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage did, as the runs table records it."""
+
+    rows_in: int
+    rows_out: int
+    errors: int
+    models: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The run to carry on: its id and the stages it already finished."""
+
+    run_id: str
+    done: frozenset[str]
+
+
+def stages(cfg: Config) -> list[str]:
+    """The stages of a run in order: ingest, one per configured annotate task, then the two index halves."""
+    tasks = [f"annotate:{t}" for t in ANNOTATE_TASKS if t in cfg.annotate.tasks]
+    return ["ingest", *tasks, "index:near_dup", "index:similar"]
+
+
+def transform_resume(runs: DataFrame, source: str, config_hash: str) -> Resume | None:
+    """The latest run of ``source`` under this config, if it did not finish: a failed or killed run resumes."""
+    mine = runs.where((F.col("source") == source) & (F.col("config_hash") == config_hash))
+    latest = mine.groupBy("run_id").agg(F.min("started_at").alias("started_at")).orderBy(F.desc("started_at")).first()
+    if latest is None:
+        return None
+    rows = mine.where(F.col("run_id") == latest["run_id"]).select("stage", "status").collect()
+    done = frozenset(r["stage"] for r in rows if r["status"] == "done")
+    return None if WHOLE_RUN in done else Resume(latest["run_id"], done)
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def run_stage(spark: SparkSession, cfg: Config, stage: str, source: str) -> StageResult:
+    """Run one stage on what is new since its last run."""
+    if stage == "ingest":
+        c = ingest(spark, cfg, source)
+        return StageResult(c.listed, c.read, c.errors, "", c.summary())
+    if stage.startswith("annotate:"):
+        t = annotate_task(spark, cfg, stage.removeprefix("annotate:"))
+        return StageResult(t.annotated, t.good + t.errors, t.errors, f"{t.model}:{t.version}", t.summary())
+    if stage == "index:near_dup":
+        n = index_near_duplicates(spark, cfg)
+        return StageResult(n.hashed, n.pairs_added, n.errors, f"minhash {n.params_id}", n.summary())
+    if stage == "index:similar":
+        s = index_similar(spark, cfg)
+        if s is None:
+            return StageResult(0, 0, 0, "", "similar: skipped (no embeddings: annotate.tasks has no embed)")
+        return StageResult(s.hashed, s.updated_images, s.missing, f"{s.model} simhash {s.params_id}", s.summary())
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def view_sources(cfg: Config) -> ViewSources:
+    """The model versions and index parameters the views read: those this configuration makes."""
+    tasks = cfg.annotate.tasks
+    classifier, captioner = (configured_model(cfg, t) if t in tasks else None for t in ("classify", "caption"))
+    similar = similar_params(cfg, embedder_manifest(cfg)).params_id if "embed" in tasks else None
+    return ViewSources(classifier, captioner, near_dup_params(cfg).params_id, similar)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def record(spark: SparkSession, cfg: Config, row: dict) -> None:
+    append(spark.createDataFrame([row], RUNS.schema), cfg, RUNS)
+
+
+def nightly(
+    spark: SparkSession,
+    cfg: Config,
+    source: str,
+    on_stage: Callable[[str, StageResult], None] = lambda stage, result: None,
+) -> tuple[str, list[str]]:
+    """Run (or resume) the nightly refresh of ``source``; returns the run id and the stages run this time.
+
+    A stage that fails is recorded as failed, and its exception goes on up: the run stops there.
+    Each stage's row is written once it is done: a crash in a stage leaves that stage to be redone, and stages are
+    incremental, so redoing one adds nothing twice.
+    """
+    config_hash, source = cfg.digest(), normalise_uri(source)
+    runs = read_table(spark, cfg, RUNS) if has_rows(spark, cfg, RUNS) else None
+    resume = transform_resume(runs, source, config_hash) if runs is not None else None
+    run_id = resume.run_id if resume else new_run_id(_now())
+    done = resume.done if resume else frozenset()
+    if resume:
+        log.info("nightly: resuming run %s (done: %s)", run_id, ", ".join(sorted(done)) or "nothing")
+    else:
+        log.info("nightly: run %s of %s", run_id, source)
+    base = {"run_id": run_id, "config_hash": config_hash, "source": source}
+    run_started = _now()
+    ran = []
+    for stage in stages(cfg):
+        if stage in done:
+            log.info("nightly: %s already done in this run", stage)
+            continue
+        started, clock = _now(), time.monotonic()
+        try:
+            result = run_stage(spark, cfg, stage, source)
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
+            record(spark, cfg, base | {"stage": stage, "status": "failed", "started_at": started,
+                                       "ended_at": _now(), "message": message})  # fmt: skip
+            raise
+        seconds = time.monotonic() - clock
+        record(spark, cfg, base | {
+            "stage": stage, "status": "done", "started_at": started, "ended_at": _now(),
+            "rows_in": result.rows_in, "rows_out": result.rows_out, "errors": result.errors,
+            "images_per_s": result.rows_in / seconds if seconds else 0.0, "models": result.models,
+            "message": result.summary,
+        })  # fmt: skip
+        ran.append(stage)
+        on_stage(stage, result)
+    views = create_views(spark, cfg, view_sources(cfg))
+    log.info("nightly: views %s", ", ".join(views))
+    record(spark, cfg, base | {"stage": WHOLE_RUN, "status": "done", "started_at": run_started, "ended_at": _now(),
+                               "message": f"stages run: {', '.join(ran) or 'none'}"})  # fmt: skip
+    return run_id, ran
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser("jobs.nightly", __doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="a folder of images, a .txt list of paths, or a Parquet table")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    spark = build_session(cfg)
+    started = time.monotonic()
+    run_id, ran = nightly(spark, cfg, args.source, on_stage=lambda stage, result: print(result.summary, flush=True))
+    print(f"nightly: run {run_id} done in {time.monotonic() - started:.1f}s; stages run: {', '.join(ran) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_job(main)

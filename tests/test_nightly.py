@@ -1,0 +1,126 @@
+"""The nightly job: stages in one application, the runs table, resuming a failed run, and idempotent re-runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame
+
+import jobs.nightly
+from jobs.nightly import nightly, stages
+from lakelens.config import Config, ModelsConfig
+from lakelens.lake import read_table
+from lakelens.scenes import generate_scenes
+from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, NEAR_DUP_PAIRS, RUNS, SIGNATURES, SIMILAR
+from models.registry import install_bundled
+
+TABLES = (IMAGES, LABELS, EMBEDDINGS, SIGNATURES, NEAR_DUP_PAIRS, SIMILAR)
+
+
+def rows(df: DataFrame) -> list[tuple]:
+    return sorted(tuple(r) for r in df.collect())
+
+
+def snapshot(spark, cfg: Config) -> dict[str, list[tuple]]:
+    return {spec.name: rows(read_table(spark, cfg, spec)) for spec in TABLES}
+
+
+def run_rows(spark, cfg: Config, run_id: str) -> list[tuple]:
+    runs = read_table(spark, cfg, RUNS).where(f"run_id = '{run_id}'").orderBy("ended_at")
+    return [(r.stage, r.status, r.rows_in, r.rows_out, r.errors) for r in runs.collect()]
+
+
+@pytest.fixture
+def night(cfg: Config, tmp_path: Path) -> tuple[Config, Path]:
+    """A lake with the bundled models, two annotate tasks, and a source of 12 scenes and one corrupt file."""
+    lake = dataclasses.replace(
+        cfg,
+        models=ModelsConfig(str(tmp_path / "models")),
+        annotate=dataclasses.replace(cfg.annotate, tasks=("classify", "embed")),
+    )
+    install_bundled(lake.models.registry)
+    generate_scenes(tmp_path / "scenes", n=12, seed=8, workers=1, dup_fraction=0.3)
+    source = tmp_path / "scenes" / "images"
+    (source / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return lake, source
+
+
+def test_a_failed_run_resumes_at_its_failed_stage_and_a_rerun_changes_nothing(
+    spark, night: tuple[Config, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, source = night
+    real = jobs.nightly.annotate_task
+
+    def embed_fails(spark, cfg, task):
+        if task == "embed":
+            raise RuntimeError("CUDA error: device lost\nmore detail")
+        return real(spark, cfg, task)
+
+    monkeypatch.setattr(jobs.nightly, "annotate_task", embed_fails)
+    with pytest.raises(RuntimeError, match="device lost"):
+        nightly(spark, cfg, str(source))
+    runs = read_table(spark, cfg, RUNS)
+    (failed_run,) = [r.run_id for r in runs.select("run_id").distinct().collect()]
+    assert run_rows(spark, cfg, failed_run) == [
+        ("ingest", "done", 13, 13, 1),
+        ("annotate:classify", "done", 13, 13, 1),
+        ("annotate:embed", "failed", None, None, None),
+    ]
+    failure = runs.where("status = 'failed'").first()
+    assert failure.message == "RuntimeError: CUDA error: device lost"
+
+    monkeypatch.undo()
+    run_id, ran = nightly(spark, cfg, str(source))
+    assert run_id == failed_run
+    assert ran == ["annotate:embed", "index:near_dup", "index:similar"]
+    done = run_rows(spark, cfg, run_id)
+    assert [r[:2] for r in done[3:]] == [
+        ("annotate:embed", "done"), ("index:near_dup", "done"), ("index:similar", "done"), ("nightly", "done"),
+    ]  # fmt: skip
+    assert done[3][2:] == (13, 13, 1)
+    after = snapshot(spark, cfg)
+    listed = len({r[0] for r in after["similar"]})
+    assert done[5][2:] == (12, listed, 1)  # 12 embedded images indexed, their lists written; the corrupt one skipped
+    assert [len(after[spec.name]) for spec in (IMAGES, LABELS, EMBEDDINGS, SIGNATURES)] == [13, 13, 13, 13]
+    assert after["near_dup_pairs"] and after["similar"]
+    stage_rows = read_table(spark, cfg, RUNS).where(f"run_id = '{run_id}' AND stage = 'annotate:classify'").first()
+    assert stage_rows.models == "classifier:v1" and stage_rows.config_hash == cfg.digest()
+
+    again, ran = nightly(spark, cfg, str(source))
+    assert again != run_id and ran == stages(cfg)
+    assert run_rows(spark, cfg, again) == [
+        ("ingest", "done", 13, 0, 0),
+        ("annotate:classify", "done", 0, 0, 0),
+        ("annotate:embed", "done", 0, 0, 0),
+        ("index:near_dup", "done", 0, 0, 0),
+        ("index:similar", "done", 0, 0, 1),
+        ("nightly", "done", None, None, None),
+    ]
+    assert snapshot(spark, cfg) == after
+    check_views(spark, cfg)
+
+
+def check_views(spark, cfg: Config) -> None:
+    """The views agree with the tables they summarise."""
+    db = cfg.lake.database
+    labels = {r.image_id: (r.label, r.score) for r in read_table(spark, cfg, LABELS).collect()}
+    groups = {r.image_id: (r.group_id, r.group_size) for r in read_table(spark, cfg, DUP_GROUPS).collect()}
+    n_similar = Counter(r.image_id for r in read_table(spark, cfg, SIMILAR).collect())
+    uris = {r.image_id: r.uri for r in read_table(spark, cfg, IMAGES).collect()}
+    summary = spark.table(f"{db}.image_summary").select("image_id", "top_label", "dup_group", "dup_group_size",
+                                                        "n_similar")  # fmt: skip
+    assert rows(summary) == sorted((i, labels[i][0], *groups.get(i, (None, 1)), n_similar.get(i, 0)) for i in uris)
+    assert any(size > 1 for size in map(lambda g: g[1], groups.values()))
+
+    ranked = rows(spark.table(f"{db}.top_images_by_label").select("label", "rank", "image_id", "uri"))
+    by_label: dict[str, list[tuple[float, str]]] = {}
+    for image_id, (label, score) in labels.items():
+        if label is not None:
+            by_label.setdefault(label, []).append((-score, image_id))
+    assert ranked == sorted(
+        (label, rank, i, uris[i]) for label, scored in by_label.items()
+        for rank, (_, i) in enumerate(sorted(scored)[:10], start=1)
+    )  # fmt: skip
