@@ -83,12 +83,12 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, source: str) -> Stag
         return StageResult(t.annotated, t.good + t.errors, t.errors, f"{t.model}:{t.version}", t.summary())
     if stage == "index:near_dup":
         n = index_near_duplicates(spark, cfg)
-        return StageResult(n.hashed, n.pairs_added, n.errors, f"minhash {n.params_id}", n.summary())
+        return StageResult(n.hashed, n.pairs_added, n.errors, n.params_id, n.summary())
     if stage == "index:similar":
         s = index_similar(spark, cfg)
         if s is None:
             return StageResult(0, 0, 0, "", "similar: skipped (no embeddings: annotate.tasks has no embed)")
-        return StageResult(s.hashed, s.updated_images, s.missing, f"{s.model} simhash {s.params_id}", s.summary())
+        return StageResult(s.hashed, s.updated_images, s.missing, f"{s.model} {s.params_id}", s.summary())
     raise ValueError(f"unknown stage {stage!r}")
 
 

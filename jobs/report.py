@@ -204,7 +204,7 @@ def map_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> None:
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-td:first-child, th:first-child, td:last-child { text-align: left; }
+td:first-child, th:first-child, td:last-child, th:last-child { text-align: left; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; } .card { width: 530px; }
 .card img { margin-right: 6px; } .uri { color: #777; font-size: 11px; word-break: break-all; }
 .row { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; margin-bottom: 12px; }
