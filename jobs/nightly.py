@@ -53,9 +53,11 @@ class Resume:
 
 
 def stages(cfg: Config) -> list[str]:
-    """The stages of a run in order: ingest, one per configured annotate task, then the two index halves."""
+    """The stages of a run in order: ingest, one per configured annotate task, then the index (its similar-image
+    half only where embeddings are made)."""
     tasks = [f"annotate:{t}" for t in ANNOTATE_TASKS if t in cfg.annotate.tasks]
-    return ["ingest", *tasks, "index:near_dup", "index:similar"]
+    similar = ["index:similar"] if "embed" in cfg.annotate.tasks else []
+    return ["ingest", *tasks, "index:near_dup", *similar]
 
 
 def transform_resume(runs: DataFrame, source: str, config_hash: str) -> Resume | None:
@@ -87,7 +89,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, source: str) -> Stag
     if stage == "index:similar":
         s = index_similar(spark, cfg)
         if s is None:
-            return StageResult(0, 0, 0, "", "similar: skipped (no embeddings: annotate.tasks has no embed)")
+            return StageResult(0, 0, 0, "", "similar: skipped (no embeddings from the configured embedder yet)")
         return StageResult(s.hashed, s.updated_images, s.missing, f"{s.model} {s.params_id}", s.summary())
     raise ValueError(f"unknown stage {stage!r}")
 

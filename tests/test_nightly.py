@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 
 import jobs.nightly
 from jobs.nightly import nightly, stages
-from lakelens.config import Config, ModelsConfig
+from lakelens.config import Config, ModelsConfig, load_config
 from lakelens.lake import read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, NEAR_DUP_PAIRS, RUNS, SIGNATURES, SIMILAR
@@ -124,3 +124,10 @@ def check_views(spark, cfg: Config) -> None:
         (label, rank, i, uris[i]) for label, scored in by_label.items()
         for rank, (_, i) in enumerate(sorted(scored)[:10], start=1)
     )  # fmt: skip
+
+
+def test_stages_follow_the_configured_tasks() -> None:
+    assert stages(load_config(overrides=["annotate.tasks=[classify, caption]"])) == [
+        "ingest", "annotate:classify", "annotate:caption", "index:near_dup",
+    ]  # fmt: skip
+    assert stages(load_config())[-3:] == ["annotate:embed", "index:near_dup", "index:similar"]
