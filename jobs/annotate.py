@@ -24,7 +24,7 @@ from lakelens.lake import append, read_table, registry_root
 from lakelens.progress import stage_progress
 from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, IMAGES, LABELS, SEGMENTS, TableSpec
 from lakelens.spark import build_session, session_conf
-from models.registry import RegistryError, read_entry, read_manifest
+from models.registry import Manifest, RegistryError, read_entry, read_manifest
 from udfs.factory import ModelUdfSpec, make_model_udf, udf_schema
 
 log = logging.getLogger("lakelens.annotate")
@@ -83,11 +83,11 @@ def task_options(task: str, settings: AnnotateConfig) -> dict[str, Any]:
     }.get(task, {})
 
 
-def configured_model(cfg: Config, task: str) -> tuple[str, str]:
-    """(name, version) of the model ``annotate.models`` names for ``task`` (its latest version if none given)."""
+def configured_manifest(cfg: Config, task: str) -> Manifest:
+    """The registry manifest of the model ``annotate.models`` names for ``task`` (its latest version if none given),
+    without reading its weights."""
     name, _, version = getattr(cfg.annotate.models, task).partition(":")
-    manifest = read_manifest(registry_root(cfg), name, version or None)
-    return manifest.name, manifest.version
+    return read_manifest(registry_root(cfg), name, version or None)
 
 
 def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:

@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.annotate import configured_manifest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
-from lakelens.lake import append, drop_partition, read_table, registry_root, replace_partition
+from lakelens.lake import append, drop_partition, read_table, replace_partition
 from lakelens.lsh import MinHashParams, SimHashParams
 from lakelens.lsh_spark import (
     both_directions,
@@ -49,7 +50,7 @@ from lakelens.schemas import (
     SIMILAR,
 )
 from lakelens.spark import build_session
-from models.registry import Manifest, read_manifest
+from models.registry import Manifest
 from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash_udf, make_simhash_udf
 
 log = logging.getLogger("lakelens.index")
@@ -214,12 +215,6 @@ def _group_counts(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int
     return counted["groups"], counted["images"]
 
 
-def embedder_manifest(cfg: Config) -> Manifest:
-    """The registry manifest of the embedder that annotate.models.embed names (its latest version if none given)."""
-    name, _, version = cfg.annotate.models.embed.partition(":")
-    return read_manifest(registry_root(cfg), name, version or None)
-
-
 def similar_params(cfg: Config, embedder: Manifest) -> SimHashParams:
     """The SimHash parameters of ``embedder``'s vectors under ``index.similar``."""
     sim = cfg.index.similar
@@ -230,7 +225,7 @@ def similar_params(cfg: Config, embedder: Manifest) -> SimHashParams:
 def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> SimilarCounts | None:
     """Hash new embeddings, score their candidates by cosine, and update the top-k lists they change."""
     started = time.monotonic()
-    embedder = embedder_manifest(cfg)
+    embedder = configured_manifest(cfg, "embed")
     params = similar_params(cfg, embedder)
     name, version, model = embedder.name, embedder.version, params.model
     n_images = read_table(spark, cfg, IMAGES).select("image_id").distinct().count()

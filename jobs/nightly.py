@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.annotate import annotate_task, configured_model
-from jobs.index import embedder_manifest, index_near_duplicates, index_similar, near_dup_params, similar_params
+from jobs.annotate import annotate_task, configured_manifest
+from jobs.index import index_near_duplicates, index_similar, near_dup_params, similar_params
 from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import ANNOTATE_TASKS, Config
@@ -97,8 +97,11 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, source: str) -> Stag
 def view_sources(cfg: Config) -> ViewSources:
     """The model versions and index parameters the views read: those this configuration makes."""
     tasks = cfg.annotate.tasks
-    classifier, captioner = (configured_model(cfg, t) if t in tasks else None for t in ("classify", "caption"))
-    similar = similar_params(cfg, embedder_manifest(cfg)).params_id if "embed" in tasks else None
+    pinned = {t: configured_manifest(cfg, t) for t in ("classify", "caption", "embed") if t in tasks}
+    classifier, captioner = (
+        (pinned[t].name, pinned[t].version) if t in pinned else None for t in ("classify", "caption")
+    )
+    similar = similar_params(cfg, pinned["embed"]).params_id if "embed" in pinned else None
     return ViewSources(classifier, captioner, near_dup_params(cfg).params_id, similar)
 
 

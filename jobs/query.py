@@ -21,7 +21,8 @@ import pandas as pd
 import pyarrow.compute as pc
 import torch
 
-from jobs.index import embedder_manifest, near_dup_params, similar_params
+from jobs.annotate import configured_manifest
+from jobs.index import near_dup_params, similar_params
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
 from lakelens.imaging import ImageDecodeError
@@ -67,7 +68,7 @@ def matches_of_id(cfg: Config, image_id: str, k: int) -> list[Match]:
                  ["image_id_a", "image_id_b", "similarity"])  # fmt: skip
     near = [Match(b if a == image_id else a, "near_duplicate", float(s)) for a, b, s in pairs.itertuples(index=False)]
     lists = read(cfg, SIMILAR, pc.field("image_id") == image_id, ["neighbor_id", "rank", "cosine", "params_id"])
-    lists = lists[lists["params_id"] == similar_params(cfg, embedder_manifest(cfg)).params_id]
+    lists = lists[lists["params_id"] == similar_params(cfg, configured_manifest(cfg, "embed")).params_id]
     lists = lists.sort_values("rank").head(k)
     similar = [Match(n, "similar", float(c)) for n, c in zip(lists["neighbor_id"], lists["cosine"], strict=True)]
     return _near_first(near) + similar
@@ -95,7 +96,7 @@ def matches_of_file(cfg: Config, data: bytes, k: int) -> list[Match]:
 
 
 def _similar_of_file(cfg: Config, own_id: str, data: bytes, k: int) -> list[Match]:
-    manifest = embedder_manifest(cfg)
+    manifest = configured_manifest(cfg, "embed")
     _, weights = read_entry(registry_root(cfg), manifest.name, manifest.version)
     predictor = EmbedPredictor(model_from_bytes(manifest, weights).eval(), manifest, torch.device("cpu"), 1)
     vector = predictor.infer([predictor.prepare(data)])[0]["vector"]

@@ -19,8 +19,8 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.annotate import configured_model
-from jobs.index import embedder_manifest, near_dup_params, similar_params
+from jobs.annotate import configured_manifest
+from jobs.index import near_dup_params, similar_params
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
 from lakelens.figures import legend, pca_2d, png, scatter, thumbnail, with_boxes, with_mask
@@ -54,8 +54,8 @@ def _pinned(df: DataFrame, task: str, cfg: Config) -> DataFrame:
     """The rows of the model version the configuration names for ``task``; none if the task is not configured."""
     if task not in cfg.annotate.tasks:
         return df.where(F.lit(False))
-    name, version = configured_model(cfg, task)
-    return df.where((F.col("model") == name) & (F.col("model_version") == version))
+    manifest = configured_manifest(cfg, task)
+    return df.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
 
 
 def _rgb(data: bytes | None, cfg: Config) -> np.ndarray | None:
@@ -63,6 +63,14 @@ def _rgb(data: bytes | None, cfg: Config) -> np.ndarray | None:
         return decode_rgb(data, cfg.ingest.max_pixels) if data else None
     except Exception:  # the images table keeps undecodable files as error rows; the report skips them
         return None
+
+
+def _thumb(page: Page, cfg: Config, row, caption: str) -> str:
+    """A thumbnail figure of an image row (uri, bytes) with ``caption``; nothing for an undecodable image."""
+    rgb = _rgb(row.bytes, cfg)
+    if rgb is None:
+        return ""
+    return f"<figure>{page.figure(thumbnail(rgb, THUMB)[0], row.uri)}<figcaption>{caption}</figcaption></figure>"
 
 
 def run_section(spark: SparkSession, cfg: Config) -> str:
@@ -140,15 +148,10 @@ def groups_section(spark: SparkSession, cfg: Config, page: Page, n: int, per_gro
     )
     rows = members.orderBy(F.desc("group_size"), "group_id", "image_id").collect()
     blocks, by_group = [], {}
-    for r in rows:
+    for r in rows:  # in Spark's order: largest group first
         by_group.setdefault((r.group_size, r.group_id), []).append(r)
-    for (size, group_id), found in sorted(by_group.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
-        pictures = []
-        for r in found[:per_group]:
-            rgb = _rgb(r.bytes, cfg)
-            if rgb is not None:
-                pictures.append(f"<figure>{page.figure(thumbnail(rgb, THUMB)[0], r.uri)}"
-                                f"<figcaption>{html.escape(Path(r.uri).name)}</figcaption></figure>")  # fmt: skip
+    for (size, group_id), found in by_group.items():
+        pictures = [_thumb(page, cfg, r, html.escape(Path(r.uri).name)) for r in found[:per_group]]
         blocks.append(f'<div class="row"><p>group {html.escape(group_id[:12])}: {size} images</p>'
                       f'{"".join(pictures)}</div>')  # fmt: skip
     page.sections.append(f"<h2>Near-duplicate groups</h2>{''.join(blocks) or '<p>No near-duplicates found.</p>'}")
@@ -158,7 +161,7 @@ def similar_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Seq
     """For ``n`` of ``image_ids`` that have a top-k list: the image, then its ``k`` most similar images."""
     if "embed" not in cfg.annotate.tasks:
         return
-    pid = similar_params(cfg, embedder_manifest(cfg)).params_id
+    pid = similar_params(cfg, configured_manifest(cfg, "embed")).params_id
     lists = read_table(spark, cfg, SIMILAR).where(
         (F.col("params_id") == pid) & F.col("image_id").isin(list(image_ids)) & (F.col("rank") <= k)
     )
@@ -173,12 +176,7 @@ def similar_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Seq
             (found[r.neighbor_id], f"#{r.rank} cosine {r.cosine:.3f}")
             for r in sorted((r for r in lists if r.image_id == image_id), key=lambda r: r.rank)
         ]
-        pictures = []
-        for r, text in shown:
-            rgb = _rgb(r.bytes, cfg)
-            if rgb is not None:
-                pictures.append(f"<figure>{page.figure(thumbnail(rgb, THUMB)[0], r.uri)}"
-                                f"<figcaption>{text}</figcaption></figure>")  # fmt: skip
+        pictures = [_thumb(page, cfg, r, text) for r, text in shown]
         blocks.append(f'<div class="row">{"".join(pictures)}</div>')
     page.sections.append(f"<h2>Most similar images</h2>{''.join(blocks) or '<p>No top-k lists yet.</p>'}")
 
