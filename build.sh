@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lakelens build entry point: setup | test | demo | sql "QUERY" [--lake PATH] | package
+# lakelens build entry point: setup | test | demo | sql "QUERY" [--lake PATH] | package [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -99,10 +99,11 @@ case "$cmd" in
     exec "$PY" -m jobs.sql "$@"
     ;;
   package)
-    die "package: not yet (it arrives with the nightly/cluster issue)."
+    setup
+    exec "$PY" -m lakelens.dist "$@"
     ;;
   *)
-    echo "usage: ./build.sh setup | test [pytest args] | demo [--n N] [--lake PATH] | sql \"QUERY\" [--lake PATH] | package" >&2
+    echo "usage: ./build.sh setup | test [pytest args] | demo [--n N] [--lake PATH] | sql \"QUERY\" [--lake PATH] | package [--out DIR] [--python-prefix PREFIX]" >&2
     exit 2
     ;;
 esac

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from jobs.annotate import configured_manifest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
-from lakelens.lake import append, drop_partition, read_table, replace_partition
+from lakelens.lake import append, read_table, replace_partition
 from lakelens.lsh import MinHashParams, SimHashParams
 from lakelens.lsh_spark import (
     both_directions,
@@ -48,6 +48,7 @@ from lakelens.schemas import (
     NEAR_DUP_PAIRS,
     SIGNATURES,
     SIMILAR,
+    TableSpec,
 )
 from lakelens.spark import build_session
 from models.registry import Manifest
@@ -123,9 +124,26 @@ def _buckets(spark: SparkSession, cfg: Config, kind: str, params_id: str) -> Dat
     return rows.where((F.col("kind") == kind) & (F.col("params_id") == params_id))
 
 
-def _append_new(df: DataFrame, existing: DataFrame, on: list[str], cfg: Config, spec) -> None:
-    """Append the rows of ``df`` that ``existing`` lacks (by ``on``): a re-run after a crash adds no duplicates."""
-    append(df.join(existing.select(*on).distinct(), on, "left_anti"), cfg, spec)
+def _unless(full: bool, rows: DataFrame) -> DataFrame:
+    """``rows``, or none of them where a full rebuild computes everything again."""
+    return rows.where(F.lit(False)) if full else rows
+
+
+def _write(df: DataFrame, cfg: Config, spec: TableSpec, full: bool, **partition: str) -> None:
+    """Append ``df``; a full rebuild instead swaps the whole partition in at once, so that readers see the old rows
+    until the new ones are complete, and a rebuild that fails leaves the old ones."""
+    if full:
+        replace_partition(df, cfg, spec, **partition)
+    else:
+        append(df, cfg, spec)
+
+
+def _write_new(
+    df: DataFrame, existing: DataFrame, on: list[str], cfg: Config, spec: TableSpec, full: bool, **partition: str
+) -> None:
+    """:func:`_write` of the rows of ``df`` that ``existing`` lacks (by ``on``): a re-run after a crash adds no
+    duplicates."""
+    _write(df if full else df.join(existing.select(*on).distinct(), on, "left_anti"), cfg, spec, full, **partition)
 
 
 def _hot_rows(hot: DataFrame, kind: str, params_id: str, now: datetime) -> DataFrame:
@@ -141,12 +159,8 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
     params = near_dup_params(cfg)
     pid = params.params_id
     record_params(spark, cfg, "minhash", pid, asdict(params) | {"bands": list(params.bands)})
-    if full:
-        for spec, extra in ((SIGNATURES, {}), (NEAR_DUP_PAIRS, {}), (DUP_GROUPS, {}),
-                            (LSH_BUCKETS, {"kind": "minhash"}), (HOT_BUCKETS, {"kind": "minhash"})):  # fmt: skip
-            drop_partition(spark, cfg, spec, params_id=pid, **extra)
     images = read_table(spark, cfg, IMAGES).select("image_id", "bytes", "error")
-    signed_before = read_table(spark, cfg, SIGNATURES).where(F.col("params_id") == pid)
+    signed_before = _unless(full, read_table(spark, cfg, SIGNATURES).where(F.col("params_id") == pid))
     pending_ids = images.select("image_id").distinct().join(signed_before.select("image_id"), "image_id", "left_anti")
     pending_ids = pending_ids.cache()
     n_images = images.select("image_id").distinct().count()
@@ -167,7 +181,7 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         if hashed != n_pending:
             raise RuntimeError(f"signatures: {n_pending} images went in but {hashed} rows came out")
         new_buckets = transform_bucket_rows(signed, "minhash", pid).cache()
-        old_buckets = _buckets(spark, cfg, "minhash", pid).join(pending_ids, "image_id", "left_anti")
+        old_buckets = _unless(full, _buckets(spark, cfg, "minhash", pid)).join(pending_ids, "image_id", "left_anti")
         found = transform_candidates(new_buckets, old_buckets, cfg.index.hot_bucket_size)
         pairs = found.pairs.cache()
         candidates = pairs.count()
@@ -176,22 +190,24 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         added = verified.count()
         rows = verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
         existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
-        _append_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS)
+        _write_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS, full, params_id=pid)
         hot = found.hot.cache()
         n_hot = hot.count()
         if n_hot:
             log.warning("near-duplicates: %d hot buckets (over %d images) linked to their leader only; see %s",
                         n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
-            append(_hot_rows(hot, "minhash", pid, now), cfg, HOT_BUCKETS)
+        if n_hot or full:
+            _write(_hot_rows(hot, "minhash", pid, now), cfg, HOT_BUCKETS, full, kind="minhash", params_id=pid)
         # Buckets, then signatures last: a signature marks an image done, so a crash before it redoes the image.
-        _append_new(new_buckets, _buckets(spark, cfg, "minhash", pid), ["image_id"], cfg, LSH_BUCKETS)
+        _write_new(new_buckets, _buckets(spark, cfg, "minhash", pid), ["image_id"], cfg, LSH_BUCKETS, full,
+                   kind="minhash", params_id=pid)  # fmt: skip
         sig_rows = signed.select(
             "image_id", "minhash", "tokens", "error", F.lit(params.scheme).alias("scheme"),
             F.lit(params.num_perm).alias("num_perm"), F.lit(params.seed).cast("long").alias("seed"),
             F.lit(params.recipe).alias("recipe"), F.lit(now).cast("timestamp").alias("indexed_at"),
             F.lit(pid).alias("params_id"),
         )  # fmt: skip
-        append(sig_rows, cfg, SIGNATURES)
+        _write(sig_rows, cfg, SIGNATURES, full, params_id=pid)
         for df in (signed, new_buckets, pairs, verified, hot):
             df.unpersist()
     pending_ids.unpersist()
@@ -242,11 +258,7 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         return None
     pid = params.params_id
     record_params(spark, cfg, "simhash", pid, asdict(params))
-    if full:
-        drop_partition(spark, cfg, SIMILAR, params_id=pid)
-        for spec in (LSH_BUCKETS, HOT_BUCKETS):
-            drop_partition(spark, cfg, spec, kind="simhash", params_id=pid)
-    before = _buckets(spark, cfg, "simhash", pid)
+    before = _unless(full, _buckets(spark, cfg, "simhash", pid))
     pending = vectors.join(before.select("image_id").distinct(), "image_id", "left_anti").cache()
     n_pending = pending.count()
     candidates = updated = n_hot = 0
@@ -258,7 +270,7 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         scored = both_directions(transform_cosine(found.pairs, vectors), "cosine").cache()
         candidates = scored.count() // 2
         affected = scored.select("image_id").distinct()
-        old = read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid)
+        old = _unless(full, read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid))
         kept = old.join(affected, "image_id", "left_semi").select("image_id", "neighbor_id", "cosine")
         candidates_top = scored.unionByName(kept).dropDuplicates(["image_id", "neighbor_id"])
         merged = transform_top_k(candidates_top, cfg.index.similar.k)
@@ -270,10 +282,11 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         if n_hot:
             log.warning("similar: %d hot buckets (over %d images) linked to their leader only; see %s",
                         n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
-            append(_hot_rows(hot, "simhash", pid, now), cfg, HOT_BUCKETS)
+        if n_hot or full:
+            _write(_hot_rows(hot, "simhash", pid, now), cfg, HOT_BUCKETS, full, kind="simhash", params_id=pid)
         replace_partition(result, cfg, SIMILAR, params_id=pid)
         # Buckets last: they mark an image done, so a crash before them redoes it.
-        append(new_buckets, cfg, LSH_BUCKETS)
+        _write(new_buckets, cfg, LSH_BUCKETS, full, kind="simhash", params_id=pid)
         for df in (new_buckets, scored, hot):
             df.unpersist()
     pending.unpersist()

@@ -61,4 +61,16 @@ def run_job(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         first_line = next(iter(str(exc).splitlines()), "")
         print(f"error: {type(exc).__name__}: {first_line}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        _stop_spark()
     sys.exit(code)
+
+
+def _stop_spark() -> None:
+    """Stop the job's session before the interpreter exits: executors then stop in order instead of being killed
+    (a cluster's workers would start new ones for an application that is ending)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()

@@ -12,10 +12,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
+import os
 import re
 import types
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,9 +236,23 @@ def load_config(files: Iterable[str | Path] | None = None, overrides: Iterable[s
     return _build(Config, merged, prefix="")
 
 
+def read_text(path: Path) -> str:
+    """The text of ``path``, also where it lies inside a zip on ``sys.path`` (the packaged code that spark-submit
+    ships with ``--py-files``: ``conf/base.yaml`` is then ``.../lakelens_code.zip/conf/base.yaml``)."""
+    if not path.exists():
+        for archive in path.parents:
+            if archive.is_file() and zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as opened:
+                    try:
+                        return opened.read(path.relative_to(archive).as_posix()).decode()
+                    except KeyError:
+                        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path)) from None
+    return path.read_text()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

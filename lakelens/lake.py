@@ -162,15 +162,6 @@ def registry_root(cfg: Config) -> Path:
     return local_lake_root(cfg, "the model registry", "set models.registry to a local folder") / "models"
 
 
-def drop_partition(spark: SparkSession, cfg: Config, spec: TableSpec, **values: str) -> None:
-    """Remove a partition's rows (``values`` names every partition column), as a rebuild does before writing."""
-    ensure_table(spark, cfg, spec)
-    if set(values) != set(spec.partition_by):
-        raise ValueError(f"table {spec.name} is partitioned by {spec.partition_by}, got {sorted(values)}")
-    where = ", ".join(f"{column} = '{value}'" for column, value in values.items())
-    spark.sql(f"ALTER TABLE {qualified(cfg, spec)} DROP IF EXISTS PARTITION ({where})")
-
-
 def replace_partition(df: DataFrame, cfg: Config, spec: TableSpec, **values: str) -> None:
     """Replace one partition's rows (``values`` names every partition column) so that readers see the old rows or
     the new ones, never none or a mix, and a crash part-way leaves the old rows in place.

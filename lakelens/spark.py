@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,11 +90,18 @@ def code_zip() -> Path:
     """A zip of the project's importable packages (Python files only) for executors, made once per process."""
     folder = tempfile.mkdtemp(prefix="lakelens-code-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    zipped = Path(folder) / "lakelens_code.zip"
+    return write_code_zip(Path(folder) / "lakelens_code.zip", CODE_PACKAGES)
+
+
+def write_code_zip(zipped: Path, packages: Sequence[str], files: Sequence[str] = ()) -> Path:
+    """Write the Python files of ``packages`` and the repository files ``files`` into the zip ``zipped``, by their
+    paths from the repository root (so that a zip on ``sys.path`` imports them)."""
     with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in CODE_PACKAGES:
+        for package in packages:
             for path in sorted((REPO_ROOT / package).rglob("*.py")):
                 archive.write(path, path.relative_to(REPO_ROOT).as_posix())
+        for name in files:
+            archive.write(REPO_ROOT / name, name)
     return zipped
 
 

@@ -95,12 +95,28 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert "hashed 0 new of 40 images" in again.stdout and "hashed 0 new of 40 embedded images" in again.stdout
     check_readme_queries(lake)
     check_lake_queries(lake)
+    check_spark_sql(lake)
 
     counted = run(
         "./build.sh", "sql", "SELECT count(*) AS n, count(DISTINCT uri) AS uris FROM images", "--lake", str(lake)
     )
     assert counted.returncode == 0, counted.stderr
     assert table_rows(counted.stdout) == [["n", "uris"], ["40", "40"]]
+
+
+def check_spark_sql(lake: Path) -> None:
+    """Spark's own ``spark-sql``, with the two settings README.md gives it, reads the lake's tables and views."""
+    labels = pq.read_table(lake / "warehouse" / "lake.db" / "labels").to_pandas()
+    query = "SELECT count(*) FROM lake.images; SELECT top_label, count(*) FROM lake.image_summary GROUP BY top_label"
+    catalog = f"jdbc:derby:;databaseName={lake}/metastore_db;create=true"
+    result = run(
+        str(Path(sys.executable).parent / "spark-sql"), "--conf", f"spark.sql.warehouse.dir=file:{lake}/warehouse",
+        "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL={catalog}", "-e", query, cwd=lake,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "40"
+    assert dict(line.split("\t") for line in lines[1:]) == {k: str(v) for k, v in Counter(labels.label).items()}
 
 
 def readme_queries(marker: str = "<!-- annotation queries -->") -> dict[str, str]:
@@ -207,3 +223,13 @@ def test_annotate_on_separate_executor_processes(tmp_path: Path) -> None:
     assert annotated.returncode == 0, annotated.stderr
     assert "segment: segmenter v1 -> segments: annotated 13 (good 12 + errors 1), already done 0" in annotated.stdout
     assert "embed: embedder v2 -> embeddings: annotated 13 (good 12 + errors 1), already done 0" in annotated.stdout
+
+
+def test_launch_runs_a_job_by_name_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    unknown = run(sys.executable, "-m", "jobs.launch", "nope")
+    assert unknown.returncode == 2 and unknown.stderr.startswith(
+        "usage: lakelens_job.py JOB [ARGS], JOB one of: ingest"
+    )
+    synth = run(sys.executable, "-m", "jobs.launch", "synth", "--out", str(tmp_path / "s"), "--n", "3", "--seed", "1")
+    assert synth.returncode == 0, synth.stderr
+    assert json.loads(synth.stdout)["n_images"] == 3

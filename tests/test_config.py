@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from lakelens.config import CONF_DIR, ConfigError, load_config
+from lakelens.config import CONF_DIR, ConfigError, load_config, read_text
 
 
 def test_defaults_are_the_embedded_local_setup() -> None:
@@ -92,3 +93,31 @@ def test_missing_and_malformed_files_fail(tmp_path: Path) -> None:
 def test_digest_changes_with_the_config() -> None:
     assert load_config().digest() == load_config().digest()
     assert load_config().digest() != load_config(overrides=["ingest.max_pixels=5"]).digest()
+
+
+def test_readme_submit_lines_carry_the_cluster_gpu_settings() -> None:
+    """README.md's spark-submit lines for a standalone cluster, YARN and Kubernetes say what conf/cluster.yaml says
+    for executors and tasks (the GPU, cores and memory settings), value for value."""
+    readme = (CONF_DIR.parent / "README.md").read_text()
+    blocks = [b for b in readme.split("```bash")[1:] if "spark-submit --master" in b.split("```")[0]]
+    masters = [b.split("--master ")[1].split()[0] for b in blocks]
+    assert masters == ["spark://MASTER:7077", "yarn", "k8s://https://K8S_API:6443"]
+    cluster = load_config([CONF_DIR / "cluster.yaml"])
+    wanted = {
+        f"--conf {k}={v}" for k, v in cluster.spark.conf.items() if k.startswith(("spark.executor.", "spark.task."))
+    }
+    assert len(wanted) == 7
+    for block in blocks:
+        command = block.split("```")[0]
+        assert {w for w in wanted if w not in command} == set()
+        assert "--config conf/cluster.yaml" in command or "--config cluster.yaml" in command
+
+
+def test_config_files_are_read_from_inside_the_code_zip(tmp_path: Path) -> None:
+    """Under spark-submit the code, conf/ included, is a zip on sys.path: base.yaml is read from inside it."""
+    zipped = tmp_path / "lakelens_code.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("conf/base.yaml", "lake:\n  database: zipped\n")
+    assert read_text(zipped / "conf" / "base.yaml") == "lake:\n  database: zipped\n"
+    with pytest.raises(FileNotFoundError, match="No such file"):
+        read_text(zipped / "conf" / "local.yaml")

@@ -13,6 +13,7 @@ from datasketch import MinHash, MinHashLSH
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+import jobs.index
 from jobs.annotate import annotate
 from jobs.index import index_near_duplicates, index_similar
 from jobs.ingest import ingest
@@ -126,9 +127,13 @@ def index_tables(spark, cfg: Config) -> dict[str, list[tuple]]:
     }
 
 
+def executor_lost(*args: object) -> None:
+    raise RuntimeError("executor lost")
+
+
 @pytest.mark.slow
 def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_queries_agree(
-    spark, cfg: Config, tmp_path: Path, scene_sources: tuple[Path, Path], capsys
+    spark, cfg: Config, tmp_path: Path, scene_sources: tuple[Path, Path], capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "models")))
     install_bundled(lake.models.registry)
@@ -152,6 +157,16 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     again = index_near_duplicates(spark, lake)
     assert (again.hashed, again.pairs_added) == (0, 0)
     assert index_similar(spark, lake).hashed == 0
+    assert index_tables(spark, lake) == incremental
+
+    # A rebuild that fails part-way leaves the tables as they were: its partitions are swapped in at the end.
+    for name in ("transform_jaccard", "transform_cosine"):
+        monkeypatch.setattr(jobs.index, name, executor_lost)
+    with pytest.raises(RuntimeError, match="executor lost"):
+        index_near_duplicates(spark, lake, full=True)
+    with pytest.raises(RuntimeError, match="executor lost"):
+        index_similar(spark, lake, full=True)
+    monkeypatch.undo()
     assert index_tables(spark, lake) == incremental
 
     index_near_duplicates(spark, lake, full=True)
