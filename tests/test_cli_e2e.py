@@ -95,6 +95,7 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert "hashed 0 new of 40 images" in again.stdout and "hashed 0 new of 40 embedded images" in again.stdout
     check_readme_queries(lake)
     check_lake_queries(lake)
+    check_index_queries(lake)
     check_spark_sql(lake)
 
     counted = run(
@@ -206,6 +207,30 @@ def check_lake_queries(lake: Path) -> None:
     both = labels.merge(captions, on="image_id")
     named = sum(label in caption.split(" ") for label, caption in zip(both.label, both.caption, strict=True))
     assert agree == [["images", "caption_names_label"], [str(len(both)), str(named)]]
+
+
+def check_index_queries(lake: Path) -> None:
+    """README's two index queries give what the dup_groups and similar Parquet files say they should."""
+    warehouse = lake / "warehouse" / "lake.db"
+    images = pq.read_table(warehouse / "images", columns=["image_id", "uri"]).to_pandas()
+    files = dict(zip(images.image_id, images.uri.str.rsplit("/", n=1).str[-1], strict=True))
+    groups = pq.read_table(warehouse / "dup_groups").to_pandas()
+    similar = pq.read_table(warehouse / "similar").to_pandas()
+    queries = readme_queries("<!-- index queries -->")
+    assert len(queries) == 2
+
+    shown = sql_rows(lake, queries["Near-duplicate groups, largest first"])
+    size = groups.groupby("group_id").size()
+    assert shown[0] == ["group_id", "group_size", "files"] and len(shown) == 1 + min(5, len(size)) > 1
+    for group_id, group_size, listed in shown[1:]:
+        members = sorted(files[i] for i in groups[groups.group_id == group_id].image_id)
+        assert int(group_size) == size[group_id] and sorted(listed.strip("[]").split(", ")) == members
+    assert [int(r[1]) for r in shown[1:]] == sorted(size, reverse=True)[:5]
+
+    closest = sql_rows(lake, queries["The five images most like one image"])
+    first = similar[similar.image_id == similar.image_id.min()].sort_values("rank").head(5)
+    ranked = zip(first["rank"], first.neighbor_id, first.cosine, strict=True)
+    assert closest == [["rank", "neighbor_id", "cosine"], *([str(r), n, str(round(float(c), 3))] for r, n, c in ranked)]
 
 
 @pytest.mark.slow
