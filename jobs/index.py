@@ -184,10 +184,12 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         old_buckets = _unless(full, _buckets(spark, cfg, "minhash", pid)).join(pending_ids, "image_id", "left_anti")
         found = transform_candidates(new_buckets, old_buckets, cfg.index.hot_bucket_size)
         pairs = found.pairs.cache()
-        candidates = pairs.count()
+        with stage_progress(spark, "near-duplicates: candidate pairs", n_pending):
+            candidates = pairs.count()
         signatures = signed_before.select("image_id", "minhash").unionByName(signed.select("image_id", "minhash"))
         verified = transform_jaccard(pairs, signatures, cfg.index.near_dup.threshold).cache()
-        added = verified.count()
+        with stage_progress(spark, "near-duplicates: verifying pairs", n_pending):
+            added = verified.count()
         rows = verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
         existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
         _write_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS, full, params_id=pid)
@@ -268,7 +270,8 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         new_buckets = transform_bucket_rows(signed, "simhash", pid).cache()
         found = transform_candidates(new_buckets, before, cfg.index.hot_bucket_size)
         scored = both_directions(transform_cosine(found.pairs, vectors), "cosine").cache()
-        candidates = scored.count() // 2
+        with stage_progress(spark, "similar: scoring candidates", n_pending):
+            candidates = scored.count() // 2
         affected = scored.select("image_id").distinct()
         old = _unless(full, read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid))
         kept = old.join(affected, "image_id", "left_semi").select("image_id", "neighbor_id", "cosine")
