@@ -168,11 +168,16 @@ def sql_rows(lake: Path, query: str) -> list[list[str]]:
     return table_rows(result.stdout)
 
 
+def file_names(warehouse: Path) -> dict[str, str]:
+    """image_id -> the file name of its uri, from the images table's Parquet files."""
+    images = pq.read_table(warehouse / "images", columns=["image_id", "uri"]).to_pandas()
+    return dict(zip(images.image_id, images.uri.str.rsplit("/", n=1).str[-1], strict=True))
+
+
 def check_lake_queries(lake: Path) -> None:
     """README's five queries over the views give what the tables' Parquet files say they should."""
     warehouse = lake / "warehouse" / "lake.db"
-    images = pq.read_table(warehouse / "images", columns=["image_id", "uri"]).to_pandas()
-    files = dict(zip(images.image_id, images.uri.str.rsplit("/", n=1).str[-1], strict=True))
+    files = file_names(warehouse)
     labels = pq.read_table(warehouse / "labels").to_pandas()
     captions = pq.read_table(warehouse / "captions").to_pandas()
     groups = pq.read_table(warehouse / "dup_groups").to_pandas()
@@ -193,7 +198,7 @@ def check_lake_queries(lake: Path) -> None:
 
     sizes = sql_rows(lake, queries["Images by the size of their near-duplicate group"])
     size_of = dict(zip(groups.image_id, groups.group_size, strict=True))
-    expected = Counter(int(size_of.get(i, 1)) for i in images.image_id)
+    expected = Counter(int(size_of.get(i, 1)) for i in files)
     assert sizes[0] == ["dup_group_size", "images"] and {int(a): int(b) for a, b in sizes[1:]} == expected
     assert len(expected) > 1  # the demo plants near-duplicates
 
@@ -212,8 +217,7 @@ def check_lake_queries(lake: Path) -> None:
 def check_index_queries(lake: Path) -> None:
     """README's two index queries give what the dup_groups and similar Parquet files say they should."""
     warehouse = lake / "warehouse" / "lake.db"
-    images = pq.read_table(warehouse / "images", columns=["image_id", "uri"]).to_pandas()
-    files = dict(zip(images.image_id, images.uri.str.rsplit("/", n=1).str[-1], strict=True))
+    files = file_names(warehouse)
     groups = pq.read_table(warehouse / "dup_groups").to_pandas()
     similar = pq.read_table(warehouse / "similar").to_pandas()
     queries = readme_queries("<!-- index queries -->")
