@@ -3,12 +3,14 @@
 Near-duplicates: each image's perceptual tokens are MinHashed (datasketch 2.x) into ``signatures``, banded exactly
 as datasketch's ``MinHashLSH`` bands them into ``lsh_buckets``; images sharing a bucket are candidates, verified by
 their estimated Jaccard into ``near_dup_pairs``, and grouped (connected components) into ``dup_groups``.
-Similar images: random-hyperplane bits of the current embedder's vectors (``embeddings``) are banded the same way;
-candidates are scored by exact cosine and the top k per image kept in ``similar``.
+Similar images: the top k per image by cosine of the current embedder's vectors (``embeddings``) into ``similar``,
+either exactly (``index.similar.method: exact``, blocked matrix products of the new vectors against all) or through
+random-hyperplane bits banded the same way (``lsh``), whose candidates are then scored by exact cosine.
 
-Incremental: only images without a signature (without buckets, for similar) under the current parameters are
-hashed, and they are joined only against the buckets they touch; the pairs, groups and top-k lists of the new and
-the affected images are updated. A re-run changes nothing; ``--full`` rebuilds the current parameters' rows.
+Incremental: only images without a signature (for similar: without a top-k list, or without buckets) under the
+current parameters are processed, and they meet only the buckets they touch (exact: every vector, once); the pairs,
+groups and top-k lists of the new and the affected images are updated. A re-run changes nothing; ``--full`` rebuilds
+the current parameters' rows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pyspark.sql import functions as F
 from jobs.annotate import configured_manifest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
+from lakelens.knn import ExactParams
+from lakelens.knn_spark import transform_exact_candidates
 from lakelens.lake import append, read_table, replace_partition
 from lakelens.lsh import MinHashParams, SimHashParams
 from lakelens.lsh_spark import (
@@ -90,18 +94,18 @@ class SimilarCounts:
     model: str
     embedded: int
     missing: int
-    hashed: int
+    indexed: int
     candidates: int
     updated_images: int
     hot_buckets: int
     seconds: float
 
     def summary(self) -> str:
+        hot = f", {self.hot_buckets} hot buckets capped" if self.params_id.startswith("simhash") else ""
         return (
-            f"similar ({self.params_id}, {self.model}): hashed {self.hashed} new of {self.embedded} embedded images "
-            f"({self.missing} images without an embedding skipped), {self.candidates} candidate pairs scored, "
-            f"top-k lists updated for {self.updated_images} images, {self.hot_buckets} hot buckets capped, "
-            f"{self.seconds:.1f}s"
+            f"similar ({self.params_id}, {self.model}): indexed {self.indexed} new of {self.embedded} embedded images "
+            f"({self.missing} images without an embedding skipped), {self.candidates} candidates scored, "
+            f"top-k lists updated for {self.updated_images} images{hot}, {self.seconds:.1f}s"
         )
 
 
@@ -233,15 +237,18 @@ def _group_counts(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int
     return counted["groups"], counted["images"]
 
 
-def similar_params(cfg: Config, embedder: Manifest) -> SimHashParams:
-    """The SimHash parameters of ``embedder``'s vectors under ``index.similar``."""
+def similar_params(cfg: Config, embedder: Manifest) -> ExactParams | SimHashParams:
+    """The parameters of ``embedder``'s top-k lists under ``index.similar``."""
     sim = cfg.index.similar
-    return SimHashParams(model=f"{embedder.name}:{embedder.version}", dim=int(embedder.arch_args["dim"]),
-                         bands=sim.bands, rows=sim.rows, seed=sim.seed)  # fmt: skip
+    model, dim = f"{embedder.name}:{embedder.version}", int(embedder.arch_args["dim"])
+    if sim.method == "exact":
+        return ExactParams(model=model, dim=dim)
+    return SimHashParams(model=model, dim=dim, bands=sim.bands, rows=sim.rows, seed=sim.seed)
 
 
 def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> SimilarCounts | None:
-    """Hash new embeddings, score their candidates by cosine, and update the top-k lists they change."""
+    """Rank the new embeddings against all (exactly, or through SimHash buckets), and update the top-k lists that
+    they change."""
     started = time.monotonic()
     embedder = configured_manifest(cfg, "embed")
     params = similar_params(cfg, embedder)
@@ -259,45 +266,67 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         vectors.unpersist()
         return None
     pid = params.params_id
-    record_params(spark, cfg, "simhash", pid, asdict(params))
-    before = _unless(full, _buckets(spark, cfg, "simhash", pid))
-    pending = vectors.join(before.select("image_id").distinct(), "image_id", "left_anti").cache()
+    exact = isinstance(params, ExactParams)
+    record_params(spark, cfg, "exact" if exact else "simhash", pid, asdict(params))
+    old = _unless(full, read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid))
+    # Done: an image with a top-k list (exact), or with buckets (lsh, where an image may have no candidates).
+    done = old if exact else _unless(full, _buckets(spark, cfg, "simhash", pid))
+    pending = vectors.join(done.select("image_id").distinct(), "image_id", "left_anti").cache()
     n_pending = pending.count()
     candidates = updated = n_hot = 0
     if n_pending:
-        now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
-        signed = pending.mapInPandas(make_simhash_udf(params), SIMHASH_UDF_SCHEMA)
-        new_buckets = transform_bucket_rows(signed, "simhash", pid).cache()
-        found = transform_candidates(new_buckets, before, cfg.index.hot_bucket_size)
-        scored = both_directions(transform_cosine(found.pairs, vectors), "cosine").cache()
-        with stage_progress(spark, "similar: scoring candidates", n_pending):
-            candidates = scored.count() // 2
+        k = cfg.index.similar.k
+        if exact:
+            lists = old.groupBy("image_id").agg(
+                F.when(F.count("*") >= k, F.min("cosine")).otherwise(float("-inf")).cast("double").alias("floor")
+            )
+            floored = vectors.join(lists, "image_id", "left").fillna(float("inf"), ["floor"])
+            found = transform_exact_candidates(pending, n_pending, floored, n_embedded, k, cfg.index.similar.block)
+            scored, hot, new_buckets = found.cache(), None, None
+            with stage_progress(spark, "similar: exact top-k", n_pending):
+                candidates = scored.count()
+        else:
+            scored, hot, new_buckets = _lsh_candidates(spark, cfg, params, pending, vectors, full)
+            with stage_progress(spark, "similar: scoring candidates", n_pending):
+                candidates = scored.count() // 2
+            n_hot = hot.count()
+            if n_hot:
+                log.warning("similar: %d hot buckets (over %d images) linked to their leader only; see %s",
+                            n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
         affected = scored.select("image_id").distinct()
-        old = _unless(full, read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid))
         kept = old.join(affected, "image_id", "left_semi").select("image_id", "neighbor_id", "cosine")
-        candidates_top = scored.unionByName(kept).dropDuplicates(["image_id", "neighbor_id"])
-        merged = transform_top_k(candidates_top, cfg.index.similar.k)
+        merged = transform_top_k(scored.unionByName(kept).dropDuplicates(["image_id", "neighbor_id"]), k)
         merged = merged.select("*", F.lit(model).alias("model"), F.lit(pid).alias("params_id"))
         result = old.join(affected, "image_id", "left_anti").unionByName(merged)
         updated = affected.count()
-        hot = found.hot.cache()
-        n_hot = hot.count()
-        if n_hot:
-            log.warning("similar: %d hot buckets (over %d images) linked to their leader only; see %s",
-                        n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
-        if n_hot or full:
+        if n_hot or (full and hot is not None):
+            now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
             _write(_hot_rows(hot, "simhash", pid, now), cfg, HOT_BUCKETS, full, kind="simhash", params_id=pid)
         replace_partition(result, cfg, SIMILAR, params_id=pid)
-        # Buckets last: they mark an image done, so a crash before them redoes it.
-        _write(new_buckets, cfg, LSH_BUCKETS, full, kind="simhash", params_id=pid)
+        if new_buckets is not None:  # last: they mark an image done, so a crash before them redoes it
+            _write(new_buckets, cfg, LSH_BUCKETS, full, kind="simhash", params_id=pid)
         for df in (new_buckets, scored, hot):
-            df.unpersist()
+            if df is not None:
+                df.unpersist()
     pending.unpersist()
     vectors.unpersist()
     return SimilarCounts(
         pid, model, n_embedded, n_images - n_embedded, n_pending, candidates, updated, n_hot,
         time.monotonic() - started,
     )  # fmt: skip
+
+
+def _lsh_candidates(
+    spark: SparkSession, cfg: Config, params: SimHashParams, pending: DataFrame, vectors: DataFrame, full: bool
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(scored rows in both directions, hot buckets, the new images' bucket rows), all cached."""
+    pid = params.params_id
+    signed = pending.mapInPandas(make_simhash_udf(params), SIMHASH_UDF_SCHEMA)
+    new_buckets = transform_bucket_rows(signed, "simhash", pid).cache()
+    found = transform_candidates(new_buckets, _unless(full, _buckets(spark, cfg, "simhash", pid)),
+                                 cfg.index.hot_bucket_size)  # fmt: skip
+    scored = both_directions(transform_cosine(found.pairs, vectors), "cosine").cache()
+    return scored, found.hot.cache(), new_buckets
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -90,7 +90,7 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, source: str) -> Stag
         s = index_similar(spark, cfg)
         if s is None:
             return StageResult(0, 0, 0, "", "similar: skipped (no embeddings from the configured embedder yet)")
-        return StageResult(s.hashed, s.updated_images, s.missing, f"{s.model} {s.params_id}", s.summary())
+        return StageResult(s.indexed, s.updated_images, s.missing, f"{s.model} {s.params_id}", s.summary())
     raise ValueError(f"unknown stage {stage!r}")
 
 

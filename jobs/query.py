@@ -3,8 +3,10 @@
 Prints JSON lines ``{"image_id", "uri", "relation", "score"}``: near-duplicates first (``score`` = estimated Jaccard),
 then the ``k`` most similar (``score`` = cosine). ``--id`` reads the index's verified pairs and top-k lists of an
 image in the lake. ``--image`` decodes a file, hashes and embeds it, and looks up only the buckets its keys fall in,
-then verifies those candidates exactly. No Spark session: the lake's Parquet files are read directly (an answer
-takes about 4 s on the embedded default, most of it importing torch and pyspark).
+then verifies those candidates exactly; its similar images are ranked against every vector of the embedder
+(``index.similar.method: exact``) or against the members of its SimHash buckets (``lsh``). No Spark session: the
+lake's Parquet files are read directly (an answer takes about 4 s on the embedded default, most of it importing torch
+and pyspark).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
 from lakelens.imaging import ImageDecodeError
 from lakelens.lake import registry_root, table_dataset
-from lakelens.lsh import hyperplanes, jaccard, simhash_band_keys
+from lakelens.lsh import SimHashParams, hyperplanes, jaccard, simhash_band_keys
 from lakelens.schemas import EMBEDDINGS, IMAGES, LSH_BUCKETS, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR, TableSpec
 from models.registry import model_from_bytes, read_entry
 from udfs.embed import EmbedPredictor
@@ -101,20 +103,22 @@ def _similar_of_file(cfg: Config, own_id: str, data: bytes, k: int) -> list[Matc
     predictor = EmbedPredictor(model_from_bytes(manifest, weights).eval(), manifest, torch.device("cpu"), 1)
     vector = predictor.infer([predictor.prepare(data)])[0]["vector"]
     params = similar_params(cfg, manifest)
-    keys = simhash_band_keys(vector[None, :], hyperplanes(params), params.bands, params.rows)[0]
-    candidates = _bucket_members(cfg, "simhash", params.params_id, keys) - {own_id}
-    if not candidates:
-        return []
-    where = (
-        pc.field("image_id").isin(sorted(candidates)) & (pc.field("model") == manifest.name)
-        & (pc.field("model_version") == manifest.version)
-    )  # fmt: skip
+    where = (pc.field("model") == manifest.name) & (pc.field("model_version") == manifest.version)
+    if isinstance(params, SimHashParams):
+        keys = simhash_band_keys(vector[None, :], hyperplanes(params), params.bands, params.rows)[0]
+        candidates = _bucket_members(cfg, "simhash", params.params_id, keys) - {own_id}
+        if not candidates:
+            return []
+        where = where & pc.field("image_id").isin(sorted(candidates))
+    # Exact: every vector of the embedder (64 floats an image: a 100,000-image lake is a 26 MB read).
     theirs = read(cfg, EMBEDDINGS, where, ["image_id", "vector"]).dropna(subset=["vector"])
+    theirs = theirs[theirs["image_id"] != own_id]
     if theirs.empty:
         return []
-    cosines = np.stack([np.asarray(v, np.float32) for v in theirs["vector"]]) @ vector
-    order = sorted(zip(-cosines, theirs["image_id"], strict=True))[:k]
-    return [Match(image_id, "similar", float(-neg)) for neg, image_id in order]
+    ids = theirs["image_id"].to_numpy()
+    cosines = (np.stack(theirs["vector"].to_numpy()).astype(np.float64) @ vector.astype(np.float64)).astype(np.float32)
+    order = np.lexsort((ids, -cosines))[:k]  # by cosine, ties by id: as the similar table ranks
+    return [Match(ids[i], "similar", float(cosines[i])) for i in order]
 
 
 def _bucket_members(cfg: Config, kind: str, params_id: str, keys: Sequence[bytes]) -> set[str]:

@@ -166,12 +166,15 @@ class NearDupConfig:
 
 @dataclass(frozen=True)
 class SimilarConfig:
-    """jobs.index, similar images: random-hyperplane bits of the embeddings, then exact cosine of candidates."""
+    """jobs.index, similar images: the exact top k by blocked matrix products, or random-hyperplane (SimHash)
+    buckets whose candidates are then scored by exact cosine."""
 
-    bands: int = _check(_positive)
-    rows: int = _check(_positive)  # bits per band
-    seed: int
+    method: str = _check(_one_of("exact", "lsh"))
     k: int = _check(_positive)  # neighbours kept per image
+    block: int = _check(_positive)  # exact: vectors per block of the blocked matrix product
+    bands: int = _check(_positive)  # lsh: bands of random-hyperplane bits
+    rows: int = _check(_positive)  # lsh: bits per band
+    seed: int  # lsh: seed of the hyperplanes
 
 
 @dataclass(frozen=True)

@@ -86,13 +86,13 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
         assert line in first.stdout
     assert first.stdout.count("annotated 40 (good 40 + errors 0), already done 0") == 5
     assert "near-duplicates (minhash-" in first.stdout and "hashed 40 new of 40 images (0 error rows)" in first.stdout
-    assert "similar (simhash-" in first.stdout and "hashed 40 new of 40 embedded images" in first.stdout
+    assert "similar (exact-" in first.stdout and "indexed 40 new of 40 embedded images" in first.stdout
 
     again = run("./build.sh", "demo", "--n", "40", "--lake", str(lake))
     assert again.returncode == 0, again.stderr
     assert "listed 40, unchanged 40, read 0 (good 0 + errors 0), new images 0" in again.stdout
     assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 5
-    assert "hashed 0 new of 40 images" in again.stdout and "hashed 0 new of 40 embedded images" in again.stdout
+    assert "hashed 0 new of 40 images" in again.stdout and "indexed 0 new of 40 embedded images" in again.stdout
     check_readme_queries(lake)
     check_lake_queries(lake)
     check_index_queries(lake)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +15,17 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 import jobs.index
-from jobs.annotate import annotate
+from jobs.annotate import annotate, configured_manifest
 from jobs.index import index_near_duplicates, index_similar
 from jobs.ingest import ingest
 from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
-from lakelens.lake import read_table
+from lakelens.lake import append, read_table
 from lakelens.lsh import MinHashParams, minhash_band_keys, minhash_signatures
 from lakelens.lsh_spark import transform_bucket_rows, transform_candidates, transform_components, transform_top_k
 from lakelens.perceptual import token_bytes
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import DUP_GROUPS, HOT_BUCKETS, IMAGES, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR
+from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, HOT_BUCKETS, IMAGES, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR
 from models.registry import install_bundled
 
 
@@ -103,6 +104,64 @@ def test_top_k_ranks_by_cosine_then_id(spark) -> None:
     ]  # fmt: skip
 
 
+def embedding_rows(spark, ids: list[str], vectors: np.ndarray, model: str, version: str) -> tuple[DataFrame, DataFrame]:
+    """``images`` rows (no bytes: the index of similar images reads only ids) and ``embeddings`` rows of ``vectors``;
+    a None vector is an image the embedder could not read."""
+    now, today = datetime(2026, 11, 24), date(2026, 11, 24)
+    images = [(i, f"mem:{i}", None, None, None, None, None, None, None, None, None, today) for i in ids]
+    embedded = [
+        (i, None if v is None else [float(x) for x in v], None if v is not None else "unreadable", now, model, version)
+        for i, v in zip(ids, vectors, strict=True)
+    ]  # fmt: skip
+    return spark.createDataFrame(images, IMAGES.schema), spark.createDataFrame(embedded, EMBEDDINGS.schema)
+
+
+def brute_force_top_k(ids: list[str], vectors: np.ndarray, k: int) -> list[tuple]:
+    """Every image's k best by cosine (float64, as the index computes it), ties by neighbour id."""
+    cos = (vectors.astype(np.float64) @ vectors.astype(np.float64).T).astype(np.float32)
+    out = []
+    for i, image_id in enumerate(ids):
+        ranked = sorted((-cos[i, j], n) for j, n in enumerate(ids) if j != i)[:k]
+        out += [(image_id, n, rank, float(-c)) for rank, (c, n) in enumerate(ranked, 1)]
+    return sorted(out)
+
+
+@pytest.mark.parametrize("method", ["exact", "lsh"])
+def test_similar_lists_incremental_equal_full_and_exact_equals_brute_force(
+    spark, cfg: Config, tmp_path: Path, method: str
+) -> None:
+    similar = dataclasses.replace(cfg.index.similar, method=method, k=5, block=16, bands=32, rows=4)
+    lake = dataclasses.replace(
+        cfg, models=ModelsConfig(str(tmp_path / "models")), index=dataclasses.replace(cfg.index, similar=similar)
+    )
+    install_bundled(lake.models.registry)
+    manifest = configured_manifest(lake, "embed")
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((6, int(manifest.arch_args["dim"])))
+    vectors = centres[rng.integers(0, 6, 70)] + 0.6 * rng.standard_normal((70, centres.shape[1]))
+    vectors[41] = vectors[40] = vectors[3]  # equal cosines: ranked by neighbour id
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"img{i:03d}" for i in range(70)]
+    images, embedded = embedding_rows(spark, ids, list(vectors[:69]) + [None], manifest.name, manifest.version)
+    for night in (F.col("image_id") < "img030", F.col("image_id") >= "img030"):
+        append(images.where(night), lake, IMAGES)
+        append(embedded.where(night), lake, EMBEDDINGS)
+        index_similar(spark, lake)
+    incremental = rows(read_table(spark, lake, SIMILAR), "image_id", "rank")
+    again = index_similar(spark, lake)
+    assert (again.embedded, again.missing, again.indexed, again.updated_images) == (69, 1, 0, 0)
+    assert rows(read_table(spark, lake, SIMILAR), "image_id", "rank") == incremental
+    rebuilt = index_similar(spark, lake, full=True)
+    assert (rebuilt.indexed, rebuilt.updated_images) == (69, 69)
+    assert rows(read_table(spark, lake, SIMILAR), "image_id", "rank") == incremental
+    top = brute_force_top_k(ids[:69], vectors[:69], 5)
+    found = [(i, n, r, c) for i, n, r, c, _, _ in incremental]
+    if method == "exact":
+        assert sorted(found) == top
+    else:
+        assert len({(i, n) for i, n, *_ in found} & {(i, n) for i, n, *_ in top}) >= 0.9 * len(top)
+
+
 @pytest.fixture
 def scene_sources(tmp_path: Path) -> tuple[Path, Path]:
     """Two folders of synthetic scenes with planted near-duplicates (a nightly increment each), one corrupt file."""
@@ -149,18 +208,18 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     night2 = index_near_duplicates(spark, lake)
     assert (night2.images, night2.hashed, night2.errors) == (61, 26, 1)
     similar2 = index_similar(spark, lake)
-    assert (similar2.embedded, similar2.missing, similar2.hashed) == (60, 1, 25)
+    assert (similar2.embedded, similar2.missing, similar2.indexed) == (60, 1, 25)
     incremental = index_tables(spark, lake)
     assert incremental["pairs"] and incremental["groups"] and incremental["similar"]
     assert sum(1 for r in incremental["signatures"] if r[3] is not None) == 1  # the corrupt file, counted
 
     again = index_near_duplicates(spark, lake)
     assert (again.hashed, again.pairs_added) == (0, 0)
-    assert index_similar(spark, lake).hashed == 0
+    assert index_similar(spark, lake).indexed == 0
     assert index_tables(spark, lake) == incremental
 
     # A rebuild that fails part-way leaves the tables as they were: its partitions are swapped in at the end.
-    for name in ("transform_jaccard", "transform_cosine"):
+    for name in ("transform_jaccard", "transform_cosine", "transform_exact_candidates"):
         monkeypatch.setattr(jobs.index, name, executor_lost)
     with pytest.raises(RuntimeError, match="executor lost"):
         index_near_duplicates(spark, lake, full=True)

@@ -1,0 +1,68 @@
+"""Exact top-k by cosine, Spark-free: the candidates one block pair of unit vectors contributes.
+
+A block pair is (left: images whose own top k is wanted) x (right: images to rank them against). Each left image
+keeps its k best of the block; each right image with a ``floor`` (its current k-th cosine) also takes the left images
+above it, so that a nightly increment updates old top-k lists from the new images alone. The matrix product in
+float32 only selects: a margin of ``SELECT_MARGIN`` keeps every pair its rounding could misplace, and the selected
+pairs' cosines are computed again pair by pair in float64, so the result does not depend on how the vectors were cut
+into blocks (an incremental run equals a full one, bit for bit).
+
+Example:
+    >>> image, neighbor, cosine = block_candidates(ids, vectors, ids, vectors, np.full(len(ids), np.inf), k=10)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lakelens.lsh import params_id
+
+SELECT_MARGIN = 1e-4  # far above float32 rounding of a 64-1024 term dot product of unit vectors (< 1e-6)
+
+
+@dataclass(frozen=True)
+class ExactParams:
+    """The exact top-k lists of one embedding model's vectors."""
+
+    model: str  # the embedding model "name:version" whose vectors are ranked
+    dim: int
+
+    @property
+    def params_id(self) -> str:
+        return params_id("exact", asdict(self))
+
+
+def block_candidates(
+    left_ids: np.ndarray,
+    left: np.ndarray,
+    right_ids: np.ndarray,
+    right: np.ndarray,
+    floors: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image_id, neighbor_id, cosine) arrays: each left image's k best right images (more where cosines tie within
+    the margin), and for each right image the left images at or above its floor (+inf: none; -inf: all).
+
+    Args:
+        left_ids, right_ids: [L] and [R] image ids; an image is never its own neighbour.
+        left, right: [L, dim] and [R, dim] unit vectors.
+        floors: [R] each right image's current k-th cosine.
+    """
+    left64, right64 = np.asarray(left, np.float64), np.asarray(right, np.float64)
+    scores = left64.astype(np.float32) @ right64.astype(np.float32).T
+    scores[left_ids[:, None] == right_ids[None, :]] = -np.inf
+    kept = min(k, scores.shape[1])
+    if kept == 0 or scores.shape[0] == 0:
+        empty = np.array([], dtype=object)
+        return empty, empty, np.array([], np.float32)
+    kth = np.partition(scores, -kept, axis=1)[:, -kept]
+    row_i, row_j = np.nonzero((scores >= (kth - SELECT_MARGIN)[:, None]) & np.isfinite(scores))
+    col_i, col_j = np.nonzero((scores >= (floors - SELECT_MARGIN)[None, :]) & np.isfinite(scores))
+    # Pair by pair in float64: the same two vectors give the same cosine whatever block they came in.
+    row_cos = np.einsum("ij,ij->i", left64[row_i], right64[row_j]).astype(np.float32)
+    col_cos = np.einsum("ij,ij->i", left64[col_i], right64[col_j]).astype(np.float32)
+    image = np.concatenate([left_ids[row_i], right_ids[col_j]])
+    neighbor = np.concatenate([right_ids[row_j], left_ids[col_i]])
+    return image, neighbor, np.concatenate([row_cos, col_cos])
