@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+import numpy as np
+from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -39,6 +41,7 @@ from lakelens.lsh_spark import (
     transform_components,
     transform_cosine,
     transform_jaccard,
+    transform_jaccard_against,
     transform_top_k,
 )
 from lakelens.progress import stage_progress
@@ -60,6 +63,9 @@ from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash
 
 log = logging.getLogger("lakelens.index")
 METHOD = "minhash-jaccard"
+# Up to this many new hash values (64 MiB as uint32: 65,536 images at 256 permutations) a run broadcasts its new
+# signatures to verify candidates with numpy; larger runs join both signatures onto each pair in Spark.
+BROADCAST_HASHES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,12 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         with stage_progress(spark, "near-duplicates: candidate pairs", n_pending):
             candidates = pairs.count()
         signatures = signed_before.select("image_id", "minhash").unionByName(signed.select("image_id", "minhash"))
-        verified = transform_jaccard(pairs, signatures, cfg.index.near_dup.threshold).cache()
+        few = _broadcast_signatures(spark, signed, params) if n_pending * params.num_perm <= BROADCAST_HASHES else None
+        threshold = cfg.index.near_dup.threshold
+        if few is None:
+            verified = transform_jaccard(pairs, signatures, threshold).cache()
+        else:
+            verified = transform_jaccard_against(pairs, signatures, few, params.num_perm, threshold).cache()
         with stage_progress(spark, "near-duplicates: verifying pairs", n_pending):
             added = verified.count()
         rows = verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
@@ -216,11 +227,22 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         _write(sig_rows, cfg, SIGNATURES, full, params_id=pid)
         for df in (signed, new_buckets, pairs, verified, hot):
             df.unpersist()
+        if few is not None:
+            few.destroy()
     pending_ids.unpersist()
     groups, grouped = regroup(spark, cfg, pid) if (n_pending or full) else _group_counts(spark, cfg, pid)
     return NearDupCounts(
         pid, n_images, hashed, errors, candidates, added, n_hot, groups, grouped, time.monotonic() - started
     )
+
+
+def _broadcast_signatures(spark: SparkSession, signed: DataFrame, params: MinHashParams) -> Broadcast:
+    """The new images' signatures as (ids, [m, num_perm] uint32), broadcast to the verifying tasks."""
+    rows = signed.where(F.col("minhash").isNotNull()).select("image_id", "minhash").toPandas()
+    matrix = np.zeros((len(rows), params.num_perm), np.uint32)
+    if len(rows):
+        matrix = np.stack(rows["minhash"].to_numpy()).astype(np.uint32)
+    return spark.sparkContext.broadcast((rows["image_id"].tolist(), matrix))
 
 
 def regroup(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int, int]:

@@ -1,11 +1,16 @@
 """LSH in Spark: band rows, candidate pairs by a distributed self-join with hot buckets capped, exact
-verification, connected components and top-k lists. Pure DataFrame transforms; nothing is collected to the driver.
+verification, connected components and top-k lists. Pure DataFrame transforms; nothing is collected to the driver
+(:func:`transform_jaccard_against` takes a broadcast whose size its caller bounds).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+from pyspark import Broadcast
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -94,6 +99,42 @@ def transform_jaccard(pairs: DataFrame, signatures: DataFrame, threshold: float)
     equal = F.size(F.filter(F.zip_with("minhash_a", "minhash_b", lambda x, y: x == y), lambda same: same))
     scored = joined.select("image_id_a", "image_id_b", (equal / F.size("minhash_a")).cast("float").alias("similarity"))
     return scored.where(F.col("similarity") >= threshold)
+
+
+def transform_jaccard_against(
+    pairs: DataFrame, signatures: DataFrame, few: Broadcast, num_perm: int, threshold: float
+) -> DataFrame:
+    """:func:`transform_jaccard` where every pair has an image among ``few`` (a broadcast of (ids, [m, num_perm]
+    uint32 signatures): a night's new images). Each other image's signature travels once, with the list of its
+    partners among ``few``, and numpy compares them: no pair carries two 2 KiB arrays through a shuffle."""
+    few_ids = pairs.sparkSession.createDataFrame([(i,) for i in few.value[0]], "image_id_a string")
+    flagged = pairs.join(F.broadcast(few_ids.withColumn("a_is_few", F.lit(True))), "image_id_a", "left")
+    a_few = F.col("a_is_few").isNotNull()
+    oriented = flagged.select(
+        F.when(a_few, F.col("image_id_b")).otherwise(F.col("image_id_a")).alias("image_id"),
+        F.when(a_few, F.col("image_id_a")).otherwise(F.col("image_id_b")).alias("partner"),
+    )
+    grouped = oriented.groupBy("image_id").agg(F.collect_list("partner").alias("partners"))
+    rows = grouped.join(signatures.where(F.col("minhash").isNotNull()), "image_id")
+
+    def verify(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        ids, matrix = few.value
+        where = {image_id: i for i, image_id in enumerate(ids)}
+        for frame in frames:
+            found: list[tuple[str, str, float]] = []
+            for image_id, minhash, partners in zip(frame["image_id"], frame["minhash"], frame["partners"], strict=True):
+                known = [p for p in partners if p in where]
+                equal = np.count_nonzero(matrix[[where[p] for p in known]] == np.asarray(minhash, np.uint32), axis=1)
+                similarity = (equal / num_perm).astype(np.float32)  # as transform_jaccard's cast to float
+                found += [
+                    (min(image_id, p), max(image_id, p), float(s))
+                    for p, s in zip(known, similarity, strict=True)
+                    if s >= threshold
+                ]
+            yield pd.DataFrame(found, columns=["image_id_a", "image_id_b", "similarity"])
+
+    schema = "image_id_a string, image_id_b string, similarity float"
+    return rows.select("image_id", "minhash", "partners").mapInPandas(verify, schema)
 
 
 def transform_cosine(pairs: DataFrame, vectors: DataFrame) -> DataFrame:

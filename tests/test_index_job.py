@@ -16,13 +16,20 @@ from pyspark.sql import functions as F
 
 import jobs.index
 from jobs.annotate import annotate, configured_manifest
-from jobs.index import index_near_duplicates, index_similar
+from jobs.index import index_near_duplicates, index_similar, similar_params
 from jobs.ingest import ingest
 from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
 from lakelens.lake import append, read_table
 from lakelens.lsh import MinHashParams, minhash_band_keys, minhash_signatures
-from lakelens.lsh_spark import transform_bucket_rows, transform_candidates, transform_components, transform_top_k
+from lakelens.lsh_spark import (
+    transform_bucket_rows,
+    transform_candidates,
+    transform_components,
+    transform_jaccard,
+    transform_jaccard_against,
+    transform_top_k,
+)
 from lakelens.perceptual import token_bytes
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, HOT_BUCKETS, IMAGES, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR
@@ -81,6 +88,23 @@ def test_incremental_candidates_pair_new_images_with_old_and_new_only(spark) -> 
     new = everything.where(F.col("image_id") == "c")
     found = transform_candidates(new, everything.where(F.col("image_id") != "c"), hot_bucket_size=100)
     assert rows(found.pairs, "image_id_a") == [("a", "c"), ("b", "c")]
+
+
+def test_verifying_against_a_broadcast_of_the_new_signatures_equals_the_joined_verification(spark) -> None:
+    rng = np.random.default_rng(3)
+    signatures = np.repeat(rng.integers(0, 2**32, (1, 64)), 12, axis=0)
+    for i in range(12):  # image i differs from the common signature in 4 i positions: pairs from 1.0 down to 0
+        signatures[i, rng.permutation(64)[: 4 * i]] = rng.integers(0, 2**32, 4 * i)
+    ids = [f"i{i:02d}" for i in range(12)]
+    table = spark.createDataFrame([(i, [int(v) for v in s]) for i, s in zip(ids, signatures, strict=True)],
+                                  "image_id string, minhash array<long>")  # fmt: skip
+    new = ids[8:]
+    pairs = spark.createDataFrame([(a, b) for a in ids for b in ids if a < b and (a in new or b in new)],
+                                  "image_id_a string, image_id_b string")  # fmt: skip
+    few = spark.sparkContext.broadcast((new, signatures[8:].astype(np.uint32)))
+    joined = rows(transform_jaccard(pairs, table, 0.5), "image_id_a", "image_id_b")
+    assert 0 < len(joined) < pairs.count()
+    assert rows(transform_jaccard_against(pairs, table, few, 64, 0.5), "image_id_a", "image_id_b") == joined
 
 
 def test_components_join_chains_and_keep_groups_apart(spark) -> None:
@@ -219,7 +243,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     assert index_tables(spark, lake) == incremental
 
     # A rebuild that fails part-way leaves the tables as they were: its partitions are swapped in at the end.
-    for name in ("transform_jaccard", "transform_cosine", "transform_exact_candidates"):
+    for name in ("transform_jaccard", "transform_jaccard_against", "transform_cosine", "transform_exact_candidates"):
         monkeypatch.setattr(jobs.index, name, executor_lost)
     with pytest.raises(RuntimeError, match="executor lost"):
         index_near_duplicates(spark, lake, full=True)
@@ -233,12 +257,17 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     assert index_tables(spark, lake) == incremental
     assert read_table(spark, lake, HOT_BUCKETS).count() == 0
     check_queries(spark, lake, capsys)
+    by_buckets = dataclasses.replace(lake.index.similar, method="lsh")
+    lsh = dataclasses.replace(lake, index=dataclasses.replace(lake.index, similar=by_buckets))
+    assert index_similar(spark, lsh).indexed == 60
+    check_queries(spark, lsh, capsys)
 
 
 def query(capsys, cfg: Config, *args: str) -> list[dict]:
     capsys.readouterr()
     assert query_main(["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}",
-                       "--set", f"models.registry={cfg.models.registry}", *args]) == 0  # fmt: skip
+                       "--set", f"models.registry={cfg.models.registry}",
+                       "--set", f"index.similar.method={cfg.index.similar.method}", *args]) == 0  # fmt: skip
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
@@ -249,7 +278,8 @@ def check_queries(spark, lake: Config, capsys) -> None:
     pairs = read_table(spark, lake, NEAR_DUP_PAIRS)
     mine = pairs.where((F.col("image_id_a") == image_id) | (F.col("image_id_b") == image_id)).collect()
     near = {r.image_id_b if r.image_id_a == image_id else r.image_id_a: r.similarity for r in mine}
-    lists = read_table(spark, lake, SIMILAR).where(F.col("image_id") == image_id).orderBy("rank").limit(4)
+    scheme = F.col("params_id") == similar_params(lake, configured_manifest(lake, "embed")).params_id
+    lists = read_table(spark, lake, SIMILAR).where(scheme & (F.col("image_id") == image_id)).orderBy("rank").limit(4)
     top = [(r.neighbor_id, r.cosine) for r in lists.collect()]
     by_id = query(capsys, lake, "--id", image_id, "--k", "4")
     assert {r["image_id"]: r["score"] for r in by_id if r["relation"] == "near_duplicate"} == {
