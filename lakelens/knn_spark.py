@@ -1,6 +1,7 @@
-"""Exact top-k candidates in Spark: vectors cut into blocks, every (query block, vector block) pair one row of a cross
-join, and :func:`lakelens.knn.block_candidates` on each. Work grows as queries x vectors x dim; nothing is collected
-to the driver.
+"""Exact top-k candidates in Spark: the query vectors are broadcast (in chunks of at most ``QUERY_CHUNK_FLOATS``),
+every vector stays where its partition is, and :func:`lakelens.knn.block_candidates` runs on each (query block,
+vector block) inside the tasks. Each vector crosses into Python once per chunk; work grows as queries x vectors x
+dim.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+from pyspark import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -22,27 +24,24 @@ SCORED = T.StructType(
         T.StructField("cosine", T.FloatType(), False),
     ]
 )
-BLOCK_PAIRS_PER_TASK = 4  # each block pair row carries two blocks of vectors (2 x 0.5 MiB at 2,048 x 64 floats)
+QUERY_CHUNK_FLOATS = 1 << 24  # 64 MiB of float32 query vectors per broadcast (262,144 at 64-d)
 
 
-def _blocks(rows: DataFrame, n: int, size: int, side: str, columns: list[str]) -> tuple[DataFrame, int]:
-    """One row per block of about ``size`` of the ``n`` rows: each of ``columns`` as a list ``<side>_<column>``."""
-    count = max(1, -(-n // size))
-    keyed = rows.withColumn("block", F.pmod(F.xxhash64("image_id"), F.lit(count)))
-    lists = [F.collect_list(c).alias(f"{side}_{c}") for c in columns]
-    return keyed.groupBy("block").agg(*lists).drop("block"), count
-
-
-def _scorer(k: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def _scorer(queries: Broadcast, k: int, block: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        query_ids, query_vectors = queries.value
         for frame in frames:
-            for row in frame.itertuples(index=False):
-                image, neighbor, cosine = block_candidates(
-                    np.asarray(row.l_image_id, dtype=object), np.stack(row.l_vector),
-                    np.asarray(row.r_image_id, dtype=object), np.stack(row.r_vector),
-                    np.asarray(row.r_floor, np.float64), k,
-                )  # fmt: skip
-                yield pd.DataFrame({"image_id": image, "neighbor_id": neighbor, "cosine": cosine})
+            ids = frame["image_id"].to_numpy(dtype=object)
+            vectors = np.stack(frame["vector"].to_numpy()) if len(frame) else np.zeros((0, 0), np.float32)
+            floors = frame["floor"].to_numpy(dtype=np.float64)
+            for start in range(0, len(ids), block):
+                right = slice(start, start + block)
+                for left in range(0, len(query_ids), block):
+                    image, neighbor, cosine = block_candidates(
+                        query_ids[left : left + block], query_vectors[left : left + block],
+                        ids[right], vectors[right], floors[right], k,
+                    )  # fmt: skip
+                    yield pd.DataFrame({"image_id": image, "neighbor_id": neighbor, "cosine": cosine})
 
     return score
 
@@ -57,12 +56,24 @@ def transform_exact_candidates(
         queries: (image_id, vector) of the images whose top k is computed (the new ones; all in a full build).
         vectors: (image_id, vector, floor) of every image, queries included; ``floor`` is an image's current k-th
             cosine, -inf where it has fewer than k neighbours yet (any query may join its list), +inf for queries.
-        n_queries, n_vectors: their row counts, to size the blocks.
+        n_queries, n_vectors: their row counts, to size the chunks and the tasks.
+        block: vectors per matrix product (a product's scores: block^2 floats).
     """
-    left, n_left = _blocks(queries, n_queries, block, "l", ["image_id", "vector"])
-    floored = vectors.withColumn("floor", F.col("floor").cast("double"))
-    right, n_right = _blocks(floored, n_vectors, block, "r", ["image_id", "vector", "floor"])
-    cores = queries.sparkSession.sparkContext.defaultParallelism
-    tasks = max(cores, -(-n_left * n_right // BLOCK_PAIRS_PER_TASK))
-    pairs = left.crossJoin(right).repartition(tasks)
-    return pairs.mapInPandas(_scorer(k), SCORED)
+    spark = queries.sparkSession
+    tasks = max(spark.sparkContext.defaultParallelism, -(-n_vectors // block))
+    spread = vectors.select("image_id", "vector", F.col("floor").cast("double")).repartition(tasks)
+    if n_queries == 0:
+        return spark.createDataFrame([], SCORED)
+    dim = len(queries.first()["vector"])
+    chunks = max(1, -(-n_queries * dim // QUERY_CHUNK_FLOATS))
+    keyed = queries.select("image_id", "vector", F.pmod(F.xxhash64("image_id"), F.lit(chunks)).alias("chunk"))
+    parts = []
+    for chunk in range(chunks):
+        rows = keyed.where(F.col("chunk") == chunk).select("image_id", "vector").toPandas()
+        matrix = np.stack(rows["vector"].to_numpy()).astype(np.float32) if len(rows) else np.zeros((0, dim))
+        shipped = spark.sparkContext.broadcast((rows["image_id"].to_numpy(dtype=object), matrix))
+        parts.append(spread.mapInPandas(_scorer(shipped, k, block), SCORED))
+    scored = parts[0]
+    for part in parts[1:]:
+        scored = scored.unionByName(part)
+    return scored

@@ -210,7 +210,7 @@ LSH_PARAMS = TableSpec(
     schema=StructType(
         [
             _f("params_id", StringType(), False),
-            _f("kind", StringType(), False),  # minhash (near-duplicates) or simhash (similar images)
+            _f("kind", StringType(), False),  # minhash (near-duplicates); exact or simhash (similar images)
             _f("params", StringType(), False),  # JSON: num_perm, seed, recipe, bands, library; or model, dim, ...
             _f("created_at", TimestampType(), False),
         ]
