@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 PER_IMAGE = (IMAGES, IMAGE_URIS, LABELS, DETECTIONS, SEGMENTS, CAPTIONS, EMBEDDINGS, SIGNATURES)
 TABLES = (*PER_IMAGE, NEAR_DUP_PAIRS, DUP_GROUPS, SIMILAR)
 # Columns that say when a row was written, not what it holds.
-WHEN = {"annotated_at", "indexed_at", "created_at", "modified"}
+WHEN = {"ingest_date", "annotated_at", "indexed_at", "created_at", "modified"}  # a run past midnight has a new date
 KEYS = {NEAR_DUP_PAIRS.name: ["image_id_a", "image_id_b"], SIMILAR.name: ["image_id", "rank"]}
 ANNOTATE_DONE = "embed: embedder"  # the last annotate task's summary line
 pytestmark = pytest.mark.slow
