@@ -129,7 +129,7 @@ def transform_jaccard_against(
                 found += [
                     (min(image_id, p), max(image_id, p), float(s))
                     for p, s in zip(known, similarity, strict=True)
-                    if s >= threshold
+                    if float(s) >= threshold  # float against double, as Spark compares them
                 ]
             yield pd.DataFrame(found, columns=["image_id_a", "image_id_b", "similarity"])
 
