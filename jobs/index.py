@@ -239,9 +239,8 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
 def _broadcast_signatures(spark: SparkSession, signed: DataFrame, params: MinHashParams) -> Broadcast:
     """The new images' signatures as (ids, [m, num_perm] uint32), broadcast to the verifying tasks."""
     rows = signed.where(F.col("minhash").isNotNull()).select("image_id", "minhash").toPandas()
-    matrix = np.zeros((len(rows), params.num_perm), np.uint32)
-    if len(rows):
-        matrix = np.stack(rows["minhash"].to_numpy()).astype(np.uint32)
+    empty = np.zeros((0, params.num_perm), np.uint32)
+    matrix = np.stack(rows["minhash"].to_numpy()).astype(np.uint32) if len(rows) else empty
     return spark.sparkContext.broadcast((rows["image_id"].tolist(), matrix))
 
 

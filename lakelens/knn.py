@@ -51,8 +51,8 @@ def block_candidates(
         left, right: [L, dim] and [R, dim] unit vectors.
         floors: [R] each right image's current k-th cosine.
     """
-    left64, right64 = np.asarray(left, np.float64), np.asarray(right, np.float64)
-    scores = left64.astype(np.float32) @ right64.astype(np.float32).T
+    left, right = np.asarray(left, np.float32), np.asarray(right, np.float32)
+    scores = left @ right.T
     _, own_rows, own_cols = np.intersect1d(left_ids, right_ids, assume_unique=True, return_indices=True)
     scores[own_rows, own_cols] = -np.inf
     kept = min(k, scores.shape[1])
@@ -65,8 +65,8 @@ def block_candidates(
     if not np.isposinf(floors).all():  # a full build's queries have no lists to update
         col_i, col_j = np.nonzero((scores >= (floors - SELECT_MARGIN)[None, :]) & np.isfinite(scores))
     # Pair by pair in float64: the same two vectors give the same cosine whatever block they came in.
-    row_cos = np.einsum("ij,ij->i", left64[row_i], right64[row_j]).astype(np.float32)
-    col_cos = np.einsum("ij,ij->i", left64[col_i], right64[col_j]).astype(np.float32)
+    row_cos = np.einsum("ij,ij->i", left[row_i].astype(np.float64), right[row_j].astype(np.float64))
+    col_cos = np.einsum("ij,ij->i", left[col_i].astype(np.float64), right[col_j].astype(np.float64))
     image = np.concatenate([left_ids[row_i], right_ids[col_j]])
     neighbor = np.concatenate([right_ids[row_j], left_ids[col_i]])
-    return image, neighbor, np.concatenate([row_cos, col_cos])
+    return image, neighbor, np.concatenate([row_cos, col_cos]).astype(np.float32)

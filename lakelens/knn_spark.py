@@ -6,6 +6,7 @@ dim.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -73,7 +74,4 @@ def transform_exact_candidates(
         matrix = np.stack(rows["vector"].to_numpy()).astype(np.float32) if len(rows) else np.zeros((0, dim))
         shipped = spark.sparkContext.broadcast((rows["image_id"].to_numpy(dtype=object), matrix))
         parts.append(spread.mapInPandas(_scorer(shipped, k, block), SCORED))
-    scored = parts[0]
-    for part in parts[1:]:
-        scored = scored.unionByName(part)
-    return scored
+    return functools.reduce(DataFrame.unionByName, parts)
