@@ -1,31 +1,34 @@
 """Annotate images with the registry's models: ``python -m jobs.annotate [--tasks classify,detect,...]``.
 
 Each task (classify, detect, segment, caption, embed) runs its model (``annotate.models``) over the ``images``
-that have no row from that model version yet, in a pandas UDF on the executors, and appends one row per image to
-its table (labels, detections, segments, captions, embeddings): the outputs, or an ``error``. A re-run adds
-nothing; a new model version annotates every image again, beside the old version's rows.
+that have no row from that model version yet, and appends one row per image to its table (labels, detections,
+segments, captions, embeddings): the outputs, or an ``error``. The tasks share one pass, a pandas UDF on the
+executors: each pending image is read and decoded once and goes through every model that has not seen it. A re-run
+adds nothing; a new model version annotates every image again, beside the old version's rows.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import reduce
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import ANNOTATE_TASKS, AnnotateConfig, Config
-from lakelens.lake import append, read_table, registry_root
+from lakelens.lake import append, read_table, registry_root, staged
 from lakelens.progress import stage_progress
 from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, IMAGES, LABELS, SEGMENTS, TableSpec
 from lakelens.spark import build_session, session_conf
 from models.registry import Manifest, RegistryError, read_entry, read_manifest
-from udfs.factory import ModelUdfSpec, make_model_udf, udf_schema
+from udfs.factory import ModelUdfSpec, make_tasks_udf, tasks_udf_schema, udf_schema
 
 log = logging.getLogger("lakelens.annotate")
 
@@ -49,29 +52,64 @@ class TaskCounts:
     annotated: int
     good: int
     errors: int
-    seconds: float
 
     def summary(self) -> str:
-        rate = self.annotated / self.seconds if self.seconds else 0.0
         return (
             f"{self.task}: {self.model} {self.version} -> {TASK_TABLES[self.task].name}: annotated {self.annotated} "
-            f"(good {self.good} + errors {self.errors}), already done {self.done_before}, {self.seconds:.1f}s, "
-            f"{rate:.1f} images/s"
+            f"(good {self.good} + errors {self.errors}), already done {self.done_before}"
         )
 
 
-def transform_pending_ids(image_ids: DataFrame, annotations: DataFrame, model: str, version: str) -> DataFrame:
-    """``image_id`` of the images without a row from ``model`` ``version`` in its annotation table."""
-    done = annotations.where((F.col("model") == model) & (F.col("model_version") == version)).select("image_id")
-    return image_ids.select("image_id").distinct().join(done, "image_id", "left_anti")
+@dataclass(frozen=True)
+class AnnotateCounts:
+    """What a run of several tasks did: ``annotated`` images went through the pass, each task's counts apart."""
+
+    images: int
+    annotated: int
+    tasks: tuple[TaskCounts, ...]
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(t.annotated for t in self.tasks)
+
+    @property
+    def errors(self) -> int:
+        return sum(t.errors for t in self.tasks)
+
+    @property
+    def models(self) -> str:
+        return ",".join(f"{t.model}:{t.version}" for t in self.tasks)
+
+    def summary(self) -> str:
+        rate = self.annotated / self.seconds if self.seconds else 0.0
+        head = (
+            f"annotate: {self.annotated} of {self.images} images through {len(self.tasks)} models in one pass, "
+            f"{self.rows} rows written, {self.seconds:.1f}s, {rate:.1f} images/s"
+        )
+        return "\n".join([head, *(f"  {t.summary()}" for t in self.tasks)])
 
 
-def transform_annotations(
-    pending: DataFrame, spec: ModelUdfSpec, table: TableSpec, annotated_at: datetime
-) -> DataFrame:
-    """The model's rows for ``pending`` (image_id, bytes, error): one per image, stamped with ``annotated_at``."""
-    rows = pending.select("image_id", "bytes", "error").mapInPandas(make_model_udf(spec), udf_schema(table))
-    return rows.withColumn("annotated_at", F.lit(annotated_at).cast("timestamp"))
+def transform_pending_tasks(image_ids: DataFrame, done: Mapping[str, DataFrame]) -> DataFrame:
+    """Every distinct ``image_id`` with ``todo_<task>`` per task of ``done`` (task -> ``image_id`` of the images its
+    configured model version has annotated): whether the task still has to run on the image."""
+    pending = image_ids.select("image_id").distinct()
+    for task, ids in done.items():
+        flag = f"done_{task}"
+        pending = pending.join(ids.select("image_id").distinct().withColumn(flag, F.lit(True)), "image_id", "left")
+        pending = pending.withColumn(f"todo_{task}", F.col(flag).isNull()).drop(flag)
+    return pending
+
+
+def transform_task_rows(annotated: DataFrame, task: str, table: TableSpec, annotated_at: datetime) -> DataFrame:
+    """One task's rows of the one-pass output (``tasks_udf_schema``): the images it ran on, in ``table``'s columns,
+    stamped with ``annotated_at``."""
+    fields = [f.name for f in udf_schema(table).fields if f.name != "image_id"]
+    return annotated.where(F.col(f"{task}__model").isNotNull()).select(
+        "image_id",
+        *[F.col(f"{task}__{name}").alias(name) for name in fields],
+        F.lit(annotated_at).cast("timestamp").alias("annotated_at"),
+    )
 
 
 def task_options(task: str, settings: AnnotateConfig) -> dict[str, Any]:
@@ -113,58 +151,93 @@ def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:
     )
 
 
-def annotate_task(spark: SparkSession, cfg: Config, task: str) -> TaskCounts:
-    """Run one task over the images its model version has not seen; append and count its rows."""
+def annotate(spark: SparkSession, cfg: Config, tasks: Sequence[str]) -> AnnotateCounts:
+    """Run every task in ``tasks`` over the images its model version has not seen, in one pass: each pending image
+    is read and decoded once and goes through the tasks it lacks; each task's rows are appended to its table.
+
+    The pass is staged (written once to the lake's staging folder) while the tables are written: a cache would be
+    dropped by the first append, since the pass reads those tables to find its images, and the models run again.
+    """
     started = time.monotonic()
-    table = TASK_TABLES[task]
-    spec = model_spec(cfg, task, spark)
-    name, version = spec.manifest.name, spec.manifest.version
+    todo = [t for t in ANNOTATE_TASKS if t in tasks]
+    specs = {t: model_spec(cfg, t, spark) for t in todo}
     images = read_table(spark, cfg, IMAGES)
-    pending_ids = transform_pending_ids(images, read_table(spark, cfg, table), name, version).cache()
+    done = {t: _done_ids(spark, cfg, t, specs[t].manifest) for t in todo}
+    flags = transform_pending_tasks(images, done).cache()
     try:
-        n_pending = pending_ids.count()
-        n_images = images.select("image_id").distinct().count()
+        counted = flags.agg(
+            F.count("*").alias("images"),
+            F.count_if(_any_todo(todo)).alias("pending"),
+            *[F.count_if(f"todo_{t}").alias(t) for t in todo],
+        ).first()
+        n_images, n_pending = counted["images"], counted["pending"]
         if n_pending == 0:
-            return TaskCounts(task, name, version, n_images, 0, 0, 0, time.monotonic() - started)
+            counts = [_counts(specs[t], n_images, 0, 0) for t in todo]
+            return AnnotateCounts(n_images, 0, tuple(counts), time.monotonic() - started)
+        pending_ids = flags.where(_any_todo(todo))
         # A nightly increment is small: broadcast its ids rather than shuffle every image's bytes to find them.
         small = n_pending <= cfg.ingest.broadcast_rows
-        pending = images.join(F.broadcast(pending_ids) if small else pending_ids, "image_id", "left_semi")
+        pending = images.select("image_id", "bytes", "error").join(
+            F.broadcast(pending_ids) if small else pending_ids, "image_id"
+        )
         cores = spark.sparkContext.defaultParallelism
         if pending.rdd.getNumPartitions() < cores:
             pending = pending.repartition(cores)
+        tables = {t: TASK_TABLES[t] for t in todo}
         annotated_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
-        log.info("%s: %s %s on %d images", task, name, version, n_pending)
+        log.info("annotate: %d images through %s", n_pending, ", ".join(f"{t} ({counted[t]})" for t in todo))
+        udf = make_tasks_udf([specs[t] for t in todo])
         with (
             session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.annotate.arrow_batch_rows)),
-            stage_progress(spark, task, n_pending),
+            stage_progress(spark, "annotate", n_pending),
+            staged(pending.mapInPandas(udf, tasks_udf_schema(tables)), cfg, "annotate") as annotated,
         ):
-            append(transform_annotations(pending, spec, table, annotated_at), cfg, table)
+            made = annotated.agg(F.count("*").alias("rows"), *[F.count(f"{t}__model").alias(t) for t in todo]).first()
+            if made["rows"] != n_pending or any(made[t] != counted[t] for t in todo):
+                raise RuntimeError(f"annotate: {n_pending} images went in but the pass gave {made.asDict()}")
+            for t in todo:
+                if counted[t]:
+                    append(transform_task_rows(annotated, t, tables[t], annotated_at), cfg, tables[t])
     finally:
-        pending_ids.unpersist()
-        spec.weights.unpersist()
-    written = (
-        read_table(spark, cfg, table)
-        .where((F.col("model") == name) & (F.col("model_version") == version) & (F.col("annotated_at") == annotated_at))
-        .agg(F.count("*").alias("rows"), F.count("error").alias("errors"))
-        .first()
-    )
-    if written["rows"] != n_pending:
-        raise RuntimeError(f"{task}: {n_pending} images went in but {written['rows']} rows were written")
-    return TaskCounts(
-        task,
-        name,
-        version,
-        n_images - n_pending,
-        written["rows"],
-        written["rows"] - written["errors"],
-        written["errors"],
-        time.monotonic() - started,
-    )
+        flags.unpersist()
+        for spec in specs.values():
+            spec.weights.unpersist()
+    written = _written(spark, cfg, specs, annotated_at)
+    for t in todo:
+        if written[t][0] != counted[t]:
+            raise RuntimeError(f"{t}: {counted[t]} images went in but {written[t][0]} rows were written")
+    counts = [_counts(specs[t], n_images, *written[t]) for t in todo]
+    return AnnotateCounts(n_images, n_pending, tuple(counts), time.monotonic() - started)
 
 
-def annotate(spark: SparkSession, cfg: Config, tasks: Sequence[str]) -> list[TaskCounts]:
-    """Every task in ``tasks`` (in the order of ``ANNOTATE_TASKS``), one after the other."""
-    return [annotate_task(spark, cfg, task) for task in ANNOTATE_TASKS if task in tasks]
+def _any_todo(tasks: Sequence[str]) -> Column:
+    return reduce(operator.or_, [F.col(f"todo_{t}") for t in tasks])
+
+
+def _done_ids(spark: SparkSession, cfg: Config, task: str, manifest: Manifest) -> DataFrame:
+    rows = read_table(spark, cfg, TASK_TABLES[task])
+    return rows.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
+
+
+def _written(
+    spark: SparkSession, cfg: Config, specs: Mapping[str, ModelUdfSpec], annotated_at: datetime
+) -> dict[str, tuple[int, int]]:
+    """Per task, the (rows, errors) its model version has in its table stamped ``annotated_at``: read back, in one
+    job, to check that what went in came out."""
+    parts = [
+        _done_ids(spark, cfg, t, spec.manifest)
+        .where(F.col("annotated_at") == annotated_at)
+        .select(F.lit(t).alias("task"), "error")
+        for t, spec in specs.items()
+    ]
+    rows = reduce(DataFrame.unionByName, parts).groupBy("task").agg(F.count("*").alias("rows"), F.count("error"))
+    found = {r[0]: (r[1], r[2]) for r in rows.collect()}
+    return {t: found.get(t, (0, 0)) for t in specs}
+
+
+def _counts(spec: ModelUdfSpec, n_images: int, rows: int, errors: int) -> TaskCounts:
+    m = spec.manifest
+    return TaskCounts(spec.task, m.name, m.version, n_images - rows, rows, rows - errors, errors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,8 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides.append(f"annotate.tasks=[{args.tasks}]")
     cfg = config_from_args(args)
     spark = build_session(cfg)
-    for counts in annotate(spark, cfg, cfg.annotate.tasks):
-        print(counts.summary())
+    print(annotate(spark, cfg, cfg.annotate.tasks).summary())
     return 0
 
 

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.annotate import annotate_task, configured_manifest
+from jobs.annotate import annotate, configured_manifest
 from jobs.index import index_near_duplicates, index_similar, near_dup_params, similar_params
 from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
-from lakelens.config import ANNOTATE_TASKS, Config
+from lakelens.config import Config
 from lakelens.files import normalise_uri
 from lakelens.lake import append, has_rows, read_table
 from lakelens.schemas import RUNS
@@ -53,11 +53,10 @@ class Resume:
 
 
 def stages(cfg: Config) -> list[str]:
-    """The stages of a run in order: ingest, one per configured annotate task, then the index (its similar-image
-    half only where embeddings are made)."""
-    tasks = [f"annotate:{t}" for t in ANNOTATE_TASKS if t in cfg.annotate.tasks]
+    """The stages of a run in order: ingest, annotate (every configured task in one pass), then the index (its
+    similar-image half only where embeddings are made)."""
     similar = ["index:similar"] if "embed" in cfg.annotate.tasks else []
-    return ["ingest", *tasks, "index:near_dup", *similar]
+    return ["ingest", "annotate", "index:near_dup", *similar]
 
 
 def transform_resume(runs: DataFrame, source: str, config_hash: str) -> Resume | None:
@@ -80,9 +79,9 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, source: str) -> Stag
     if stage == "ingest":
         c = ingest(spark, cfg, source)
         return StageResult(c.listed, c.read, c.errors, "", c.summary())
-    if stage.startswith("annotate:"):
-        t = annotate_task(spark, cfg, stage.removeprefix("annotate:"))
-        return StageResult(t.annotated, t.good + t.errors, t.errors, f"{t.model}:{t.version}", t.summary())
+    if stage == "annotate":
+        a = annotate(spark, cfg, cfg.annotate.tasks)
+        return StageResult(a.annotated, a.rows, a.errors, a.models, a.summary())
     if stage == "index:near_dup":
         n = index_near_duplicates(spark, cfg)
         return StageResult(n.hashed, n.pairs_added, n.errors, n.params_id, n.summary())

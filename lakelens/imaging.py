@@ -8,6 +8,7 @@ Every decoder in lakelens goes through :func:`decode_rgb`, so EXIF orientation, 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,5 +168,6 @@ def _with_error(info: ImageInfo, error: str) -> ImageInfo:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    # Without object addresses ("<_io.BytesIO object at 0x7f...>"): the same bad file gives the same error row.
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", str(exc)).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,6 +197,27 @@ def _partition_location(spark: SparkSession, name: str, where: str) -> str | Non
         return None
     rows = spark.sql(f"DESCRIBE FORMATTED {name} PARTITION ({where})").where(F.col("col_name") == "Location")
     return rows.first()["data_type"]
+
+
+@contextmanager
+def staged(df: DataFrame, cfg: Config, label: str) -> Iterator[DataFrame]:
+    """``df`` computed once into a staging folder of the lake (``_staging/`` beside the tables) and read back, for
+    results that several writes then use: unlike a cache, which Spark drops when a table it was computed from is
+    written, the staged rows are never computed again, and they outlive a lost executor. The folder is removed
+    when the block ends."""
+    spark = df.sparkSession
+    path = f"{database_location(cfg)}/_staging/{label}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+    try:
+        df.write.parquet(path)
+        yield spark.read.parquet(path)
+    finally:
+        _hadoop_delete(spark, path)
+
+
+def _hadoop_delete(spark: SparkSession, location: str) -> None:
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
 def _remove_old(spark: SparkSession, location: str, keep_folders: bool) -> None:

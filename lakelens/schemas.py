@@ -320,7 +320,7 @@ RUNS = TableSpec(
     schema=StructType(
         [
             _f("run_id", StringType(), False),
-            _f("stage", StringType(), False),  # ingest, annotate:<task>, index:near_dup, index:similar; nightly: all
+            _f("stage", StringType(), False),  # ingest, annotate, index:near_dup, index:similar; nightly: all
             _f("status", StringType(), False),  # done or failed
             _f("started_at", TimestampType(), False),
             _f("ended_at", TimestampType(), False),

@@ -11,7 +11,7 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
-from jobs.annotate import TASK_TABLES, annotate, annotate_task
+from jobs.annotate import TASK_TABLES, annotate
 from jobs.ingest import ingest
 from lakelens.config import ANNOTATE_TASKS, Config, ModelsConfig
 from lakelens.lake import qualified, read_table
@@ -37,10 +37,11 @@ def scene_lake(spark, cfg: Config, tmp_path: Path) -> Config:
 
 def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, scene_lake: Config) -> None:
     first = annotate(spark, scene_lake, ANNOTATE_TASKS)
-    assert [(c.task, c.annotated, c.good, c.errors, c.done_before) for c in first] == [
+    assert [(c.task, c.annotated, c.good, c.errors, c.done_before) for c in first.tasks] == [
         (task, 9, 8, 1, 0) for task in ANNOTATE_TASKS
     ]
-    versions = {c.task: c.version for c in first}
+    assert (first.images, first.annotated, first.rows, first.errors) == (9, 9, 45, 5)
+    versions = {c.task: c.version for c in first.tasks}
     assert versions == {"classify": "v1", "detect": "v1", "segment": "v1", "caption": "v2", "embed": "v2"}
     for task, table in TASK_TABLES.items():
         rows = read_table(spark, scene_lake, table)
@@ -50,7 +51,7 @@ def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, sce
         assert (bad["model"], bad["model_version"]) == (getattr(scene_lake.annotate.models, task), versions[task])
 
     again = annotate(spark, scene_lake, ANNOTATE_TASKS)
-    assert [(c.annotated, c.done_before) for c in again] == [(0, 9)] * len(ANNOTATE_TASKS)
+    assert (again.annotated, [(c.annotated, c.done_before) for c in again.tasks]) == (0, [(0, 9)] * len(ANNOTATE_TASKS))
     assert all(read_table(spark, scene_lake, t).count() == 9 for t in TASK_TABLES.values())
 
     # What SQL users ask: the most confident images of a label, big segments, captions with a word.
@@ -71,7 +72,7 @@ def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, sce
 
 
 def test_the_spark_rows_are_the_predict_cores_rows(spark, scene_lake: Config) -> None:
-    annotate_task(spark, scene_lake, "embed")
+    annotate(spark, scene_lake, ["embed"])
     written = (
         read_table(spark, scene_lake, EMBEDDINGS)
         .select("image_id", "vector", "error", "model", "model_version")
@@ -89,13 +90,17 @@ def test_the_spark_rows_are_the_predict_cores_rows(spark, scene_lake: Config) ->
 
 
 def test_a_new_model_version_annotates_everything_again_beside_the_old(spark, scene_lake: Config) -> None:
-    annotate_task(spark, scene_lake, "embed")
+    annotate(spark, scene_lake, ["classify", "embed"])
     model, manifest = load_model(scene_lake.models.registry, "embedder")
     save_model(
         model, dataclasses.replace(manifest, version="", weights_sha256="", created=""), scene_lake.models.registry
     )
-    counts = annotate_task(spark, scene_lake, "embed")
-    assert (counts.version, counts.annotated, counts.done_before) == ("v3", 9, 0)
+    counts = annotate(spark, scene_lake, ["classify", "embed"])
+    assert counts.annotated == 9
+    assert [(c.task, c.version, c.annotated, c.done_before) for c in counts.tasks] == [
+        ("classify", "v1", 0, 9), ("embed", "v3", 9, 0),
+    ]  # fmt: skip
+    assert read_table(spark, scene_lake, TASK_TABLES["classify"]).count() == 9
     versions = spark.sql(
         f"SELECT model_version, count(*) AS n FROM {qualified(scene_lake, EMBEDDINGS)} GROUP BY model_version"
     ).collect()
@@ -105,4 +110,4 @@ def test_a_new_model_version_annotates_everything_again_beside_the_old(spark, sc
 def test_a_missing_model_fails_naming_the_remedy(spark, cfg: Config, tmp_path: Path) -> None:
     empty = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "none")))
     with pytest.raises(RegistryError, match="caption: no model named 'captioner'.*install the bundled defaults"):
-        annotate_task(spark, empty, "caption")
+        annotate(spark, empty, ["caption"])

@@ -43,7 +43,7 @@ TABLES = (*PER_IMAGE, NEAR_DUP_PAIRS, DUP_GROUPS, SIMILAR)
 # Columns that say when a row was written, not what it holds.
 WHEN = {"ingest_date", "annotated_at", "indexed_at", "created_at", "modified"}  # a run past midnight has a new date
 KEYS = {NEAR_DUP_PAIRS.name: ["image_id_a", "image_id_b"], SIMILAR.name: ["image_id", "rank"]}
-ANNOTATE_DONE = "embed: embedder"  # the last annotate task's summary line
+ANNOTATE_DONE = "embed: embedder"  # a line of the annotate stage's summary, printed when the stage ends
 pytestmark = pytest.mark.slow
 
 

@@ -69,6 +69,15 @@ def test_decode_rgb_raises_one_error_type(name: str) -> None:
         decode_rgb(odd_files()[name])
 
 
+def test_the_same_bad_bytes_give_the_same_error_text() -> None:
+    errors = set()
+    for _ in range(2):
+        with pytest.raises(ImageDecodeError) as caught:
+            decode_rgb(b"not an image")
+        errors.add(str(caught.value))
+    assert errors == {"cannot identify image file <_io.BytesIO object>"}
+
+
 def test_decode_rgb_refuses_too_many_pixels() -> None:
     with pytest.raises(ImageDecodeError, match="too many pixels"):
         decode_rgb(odd_files()["bomb.png"], max_pixels=MAX_PIXELS)

@@ -14,12 +14,14 @@ from lakelens.lake import (
     SchemaMismatchError,
     append,
     conform,
+    database_location,
     has_rows,
     lake_uri,
     qualified,
     read_table,
     replace,
     replace_partition,
+    staged,
     table_dataset,
     table_location,
 )
@@ -140,3 +142,17 @@ def test_a_failed_replace_leaves_the_old_rows(spark, cfg) -> None:
         replace_partition(broken, cfg, DUP_GROUPS, params_id="p")
     assert [tuple(r) for r in read_table(spark, cfg, DUP_GROUPS).collect()] == [("a", "a", 2, "p")]
     assert table_dataset(cfg, DUP_GROUPS).to_table().num_rows == 1
+
+
+def test_staged_rows_are_computed_once_and_the_folder_goes_after(spark, cfg) -> None:
+    append(uri_rows(spark, 3), cfg, IMAGE_URIS)
+    sizes = read_table(spark, cfg, IMAGE_URIS).select((F.col("size") * 10).alias("ten"))
+    staging = Path(database_location(cfg).removeprefix("file:")) / "_staging"
+    with staged(sizes, cfg, "test") as rows:
+        assert [p.name.startswith("test-") for p in staging.iterdir()] == [True]
+        append(uri_rows(spark, 5), cfg, IMAGE_URIS)  # a cache of ``sizes`` would now be dropped and computed again
+        assert sorted(r.ten for r in rows.collect()) == [0, 10, 20]
+    assert list(staging.iterdir()) == []
+    with pytest.raises(RuntimeError, match="append failed"), staged(sizes, cfg, "failed"):
+        raise RuntimeError("append failed")
+    assert list(staging.iterdir()) == []

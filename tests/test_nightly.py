@@ -52,22 +52,20 @@ def test_a_failed_run_resumes_at_its_failed_stage_and_a_rerun_changes_nothing(
     spark, night: tuple[Config, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg, source = night
-    real = jobs.nightly.annotate_task
+    real = jobs.nightly.annotate
 
-    def embed_fails(spark, cfg, task):
-        if task == "embed":
-            raise RuntimeError("CUDA error: device lost\nmore detail")
-        return real(spark, cfg, task)
+    def fails_after_classify(spark, cfg, tasks):
+        real(spark, cfg, ["classify"])  # one table written, then the device goes
+        raise RuntimeError("CUDA error: device lost\nmore detail")
 
-    monkeypatch.setattr(jobs.nightly, "annotate_task", embed_fails)
+    monkeypatch.setattr(jobs.nightly, "annotate", fails_after_classify)
     with pytest.raises(RuntimeError, match="device lost"):
         nightly(spark, cfg, str(source))
     runs = read_table(spark, cfg, RUNS)
     (failed_run,) = [r.run_id for r in runs.select("run_id").distinct().collect()]
     assert run_rows(spark, cfg, failed_run) == [
         ("ingest", "done", 13, 13, 1),
-        ("annotate:classify", "done", 13, 13, 1),
-        ("annotate:embed", "failed", None, None, None),
+        ("annotate", "failed", None, None, None),
     ]
     failure = runs.where("status = 'failed'").first()
     assert failure.message == "RuntimeError: CUDA error: device lost"
@@ -75,26 +73,25 @@ def test_a_failed_run_resumes_at_its_failed_stage_and_a_rerun_changes_nothing(
     monkeypatch.undo()
     run_id, ran = nightly(spark, cfg, str(source))
     assert run_id == failed_run
-    assert ran == ["annotate:embed", "index:near_dup", "index:similar"]
+    assert ran == ["annotate", "index:near_dup", "index:similar"]
     done = run_rows(spark, cfg, run_id)
-    assert [r[:2] for r in done[3:]] == [
-        ("annotate:embed", "done"), ("index:near_dup", "done"), ("index:similar", "done"), ("nightly", "done"),
+    assert [r[:2] for r in done[2:]] == [
+        ("annotate", "done"), ("index:near_dup", "done"), ("index:similar", "done"), ("nightly", "done"),
     ]  # fmt: skip
-    assert done[3][2:] == (13, 13, 1)
+    assert done[2][2:] == (13, 13, 1)  # only the embeddings were left to make
     after = snapshot(spark, cfg)
     listed = len({r[0] for r in after["similar"]})
-    assert done[5][2:] == (12, listed, 1)  # 12 embedded images indexed, their lists written; the corrupt one skipped
+    assert done[4][2:] == (12, listed, 1)  # 12 embedded images indexed, their lists written; the corrupt one skipped
     assert [len(after[spec.name]) for spec in (IMAGES, LABELS, EMBEDDINGS, SIGNATURES)] == [13, 13, 13, 13]
     assert after["near_dup_pairs"] and after["similar"]
-    stage_rows = read_table(spark, cfg, RUNS).where(f"run_id = '{run_id}' AND stage = 'annotate:classify'").first()
-    assert stage_rows.models == "classifier:v1" and stage_rows.config_hash == cfg.digest()
+    stage_rows = read_table(spark, cfg, RUNS).where(f"run_id = '{run_id}' AND stage = 'annotate'").first()
+    assert stage_rows.models == "classifier:v1,embedder:v2" and stage_rows.config_hash == cfg.digest()
 
     again, ran = nightly(spark, cfg, str(source))
     assert again != run_id and ran == stages(cfg)
     assert run_rows(spark, cfg, again) == [
         ("ingest", "done", 13, 0, 0),
-        ("annotate:classify", "done", 0, 0, 0),
-        ("annotate:embed", "done", 0, 0, 0),
+        ("annotate", "done", 0, 0, 0),
         ("index:near_dup", "done", 0, 0, 0),
         ("index:similar", "done", 0, 0, 1),
         ("nightly", "done", None, None, None),
@@ -127,7 +124,6 @@ def check_views(spark, cfg: Config) -> None:
 
 
 def test_stages_follow_the_configured_tasks() -> None:
-    assert stages(load_config(overrides=["annotate.tasks=[classify, caption]"])) == [
-        "ingest", "annotate:classify", "annotate:caption", "index:near_dup",
-    ]  # fmt: skip
-    assert stages(load_config())[-3:] == ["annotate:embed", "index:near_dup", "index:similar"]
+    two_tasks = load_config(overrides=["annotate.tasks=[classify, caption]"])
+    assert stages(two_tasks) == ["ingest", "annotate", "index:near_dup"]
+    assert stages(load_config()) == ["ingest", "annotate", "index:near_dup", "index:similar"]

@@ -45,7 +45,7 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     text = page.read_text()
     for heading in ("Latest run", "Sample images", "Near-duplicate groups", "Most similar images", "Embedding map"):
         assert f"<h2>{heading}</h2>" in text
-    for stage in ("ingest", "annotate:detect", "annotate:segment", "index:similar", "nightly"):
+    for stage in ("ingest", "annotate", "index:near_dup", "index:similar", "nightly"):
         assert f"<td>{stage}</td><td>done</td>" in text
     figures = re.findall(r'<img src="([^"]+)"', text)
     assert all((page.parent / f).is_file() for f in figures)

@@ -22,7 +22,7 @@ from udfs.classify import ClassifyPredictor
 from udfs.detect import DetectPredictor
 from udfs.embed import EmbedPredictor
 from udfs.factory import TASKS, ModelUdfSpec, make_model_udf
-from udfs.predictor import predict_frame, predict_frames
+from udfs.predictor import predict_frame, predict_frames, predict_tasks
 from udfs.runtime import cached_model, pick_device
 from udfs.segment import SegmentPredictor
 
@@ -207,6 +207,33 @@ def test_frames_of_any_size_give_the_same_rows(scene_bytes) -> None:
     pieces = [whole.iloc[:1], whole.iloc[1:1], whole.iloc[1:8], whole.iloc[8:]]
     out = pd.concat(predict_frames(predictor, pieces, decode_threads=3, ahead=2), ignore_index=True)
     pd.testing.assert_frame_equal(out, predict_frame(predictor, whole))
+
+
+def test_one_pass_of_several_tasks_gives_each_task_its_own_rows(scene_bytes) -> None:
+    # Batches of one, so that both paths run the models on the same batches and agree bit for bit.
+    predictors = {
+        "classify": ClassifyPredictor(*load_model(BUNDLED, "classifier"), CPU, batch_size=1),
+        "detect": DetectPredictor(*load_model(BUNDLED, "detector"), CPU, batch_size=1),  # 96 pixels: its own decode
+        "caption": CaptionPredictor(*load_model(BUNDLED, "captioner"), CPU, batch_size=1, beam_size=1),
+    }
+    blobs = [*scene_bytes, b"not an image", scene_bytes[2]]
+    frame = frame_of(blobs, [None] * 11 + [None, "decode failed: broken"])
+    n = len(frame)
+    frame["todo_classify"] = [i != 1 for i in range(n)]
+    frame["todo_detect"] = [i % 2 == 0 for i in range(n)]
+    frame["todo_caption"] = [i % 3 != 1 for i in range(n)]  # row 1: no task at all
+    pieces = [frame.iloc[:5], frame.iloc[5:5], frame.iloc[5:]]
+    out = pd.concat(predict_tasks(predictors, pieces, decode_threads=2, ahead=2), ignore_index=True)
+    assert out.image_id.tolist() == frame.image_id.tolist()
+    for task, predictor in predictors.items():
+        asked = frame[f"todo_{task}"].to_numpy()
+        expected = predict_frame(predictor, frame.loc[asked, ["image_id", "bytes", "error"]])
+        columns = [f"{task}__{c}" for c in expected.columns[1:]]
+        mine = out.loc[asked, ["image_id", *columns]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine.set_axis(expected.columns, axis=1), expected)
+        assert out.loc[~asked, columns].isna().all().all(), task
+    assert out.loc[11, "classify__error"].startswith("decode failed")
+    assert out.loc[12, "detect__error"] == "ingest error: decode failed: broken"
 
 
 def test_the_udf_function_loads_the_model_once_per_worker(scene_bytes) -> None:

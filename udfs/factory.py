@@ -11,13 +11,14 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import torch
 from pyspark import TaskContext
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StringType, StructField, StructType
 
 from lakelens.schemas import TableSpec
 from models.registry import Manifest
@@ -25,7 +26,7 @@ from udfs.caption import CaptionPredictor
 from udfs.classify import ClassifyPredictor
 from udfs.detect import DetectPredictor
 from udfs.embed import EmbedPredictor
-from udfs.predictor import Predictor, predict_frames
+from udfs.predictor import Predictor, predict_frames, predict_tasks
 from udfs.runtime import cached_model, pick_device, set_threads
 from udfs.segment import SegmentPredictor
 
@@ -94,11 +95,41 @@ def make_model_udf(spec: ModelUdfSpec) -> Callable[[Iterator[pd.DataFrame]], Ite
     def annotate(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         gpus, cores = task_resources()
         set_threads(cores)
-        device = pick_device(gpus)
-        weights = spec.weights.value if hasattr(spec.weights, "value") else spec.weights
-        model = cached_model(spec.manifest, weights, device)
-        predictor_class = TASKS[spec.task][0]
-        predictor = predictor_class(model, spec.manifest, device, spec.batch_size, spec.max_pixels, **spec.options)
-        yield from predict_frames(predictor, frames, spec.decode_threads)
+        yield from predict_frames(_predictor(spec, pick_device(gpus)), frames, spec.decode_threads)
 
     return annotate
+
+
+def make_tasks_udf(specs: Sequence[ModelUdfSpec]) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """A ``mapInPandas`` function running several tasks in one pass: frames of (image_id, bytes, error and a
+    boolean ``todo_<task>`` per spec) -> frames of :func:`tasks_udf_schema` (see ``predict_tasks``)."""
+    if len({spec.task for spec in specs}) != len(specs):
+        raise ValueError(f"one spec per task, got {[spec.task for spec in specs]}")
+
+    def annotate(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        gpus, cores = task_resources()
+        set_threads(cores)
+        device = pick_device(gpus)
+        predictors = {spec.task: _predictor(spec, device) for spec in specs}
+        yield from predict_tasks(predictors, frames, max(spec.decode_threads for spec in specs))
+
+    return annotate
+
+
+def tasks_udf_schema(tables: Mapping[str, TableSpec]) -> StructType:
+    """The columns of :func:`make_tasks_udf` for tasks writing ``tables`` (task -> table): ``image_id``, then each
+    task's :func:`udf_schema` columns as ``<task>__<column>``, all nullable (null where a task did not run)."""
+    fields = [StructField("image_id", StringType(), False)]
+    for task, table in tables.items():
+        fields += [
+            StructField(f"{task}__{f.name}", f.dataType, True) for f in udf_schema(table).fields if f.name != "image_id"
+        ]
+    return StructType(fields)
+
+
+def _predictor(spec: ModelUdfSpec, device: torch.device) -> Predictor:
+    """The spec's predictor on ``device``, over the model this Python worker keeps."""
+    weights = spec.weights.value if hasattr(spec.weights, "value") else spec.weights
+    model = cached_model(spec.manifest, weights, device)
+    predictor_class = TASKS[spec.task][0]
+    return predictor_class(model, spec.manifest, device, spec.batch_size, spec.max_pixels, **spec.options)

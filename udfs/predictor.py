@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,6 +149,11 @@ def _prepare_frame(
 
 
 def _annotate(predictor: Predictor, frame: pd.DataFrame, prepared: list[Prepared | RowFailure]) -> pd.DataFrame:
+    return pd.DataFrame(_outputs(predictor, frame, prepared))
+
+
+def _outputs(predictor: Predictor, frame: pd.DataFrame, prepared: list[Prepared | RowFailure]) -> dict[str, list]:
+    """The output columns of ``frame``'s rows as lists (null outputs as None)."""
     good = [i for i, p in enumerate(prepared) if isinstance(p, Prepared)]
     results: list[Any] = list(prepared)
     if good:
@@ -161,6 +166,71 @@ def _annotate(predictor: Predictor, frame: pd.DataFrame, prepared: list[Prepared
     columns["error"] = [r.reason if isinstance(r, RowFailure) else None for r in results]
     columns["model"] = [predictor.manifest.name] * len(frame)
     columns["model_version"] = [predictor.manifest.version] * len(frame)
+    return columns
+
+
+def predict_tasks(
+    predictors: Mapping[str, Predictor], frames: Iterable[pd.DataFrame], decode_threads: int = 2, ahead: int = 1
+) -> Iterator[pd.DataFrame]:
+    """Several tasks in one pass: each image is read once, decoded once per distinct preprocessing, and run
+    through the tasks it is asked for.
+
+    Args:
+        predictors: task name -> its predictor.
+        frames: input batches with ``image_id``, ``bytes``, optionally ``error`` (an ingest error), and a boolean
+            ``todo_<task>`` per task: whether that task runs on the row.
+        decode_threads: threads decoding and preprocessing images.
+        ahead: batches decoded ahead of the one the models are running.
+
+    Yields:
+        frames of ``image_id`` and, per task, the columns :func:`predict_frames` gives (but ``image_id``) named
+        ``<task>__<column>``, null where the task was not asked for; one row per input row, in input order. A
+        task's rows are those :func:`predict_frames` gives for the same rows.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for task, predictor in predictors.items():
+        groups.setdefault((predictor.prep, predictor.max_pixels), []).append(task)
+    size = min(p.batch_size for p in predictors.values())
+    with (
+        ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="lakelens-decode") as decoders,
+        ThreadPoolExecutor(1, thread_name_prefix="lakelens-lookahead") as lookahead,
+    ):
+        queued: deque = deque()
+        for frame in rebatch(frames, size):
+            queued.append(lookahead.submit(_prepare_tasks, predictors, list(groups.values()), frame, decoders))
+            if len(queued) > ahead:
+                yield _annotate_tasks(predictors, *queued.popleft().result())
+        while queued:
+            yield _annotate_tasks(predictors, *queued.popleft().result())
+
+
+def _prepare_tasks(
+    predictors: Mapping[str, Predictor], groups: list[list[str]], frame: pd.DataFrame, decoders: ThreadPoolExecutor
+) -> tuple[pd.DataFrame, dict[str, list[Prepared | RowFailure | None]]]:
+    """Each row decoded once for each group of tasks sharing a preprocessing (None where none of them runs)."""
+    prepared: dict[str, list[Prepared | RowFailure | None]] = {}
+    for tasks in groups:
+        wanted = np.flatnonzero(np.logical_or.reduce([frame[f"todo_{t}"].to_numpy(bool) for t in tasks]))
+        _, done = _prepare_frame(predictors[tasks[0]], frame.iloc[wanted], decoders)
+        column: list[Prepared | RowFailure | None] = [None] * len(frame)
+        for i, p in zip(wanted, done, strict=True):
+            column[i] = p
+        prepared |= dict.fromkeys(tasks, column)
+    return frame, prepared
+
+
+def _annotate_tasks(
+    predictors: Mapping[str, Predictor], frame: pd.DataFrame, prepared: dict[str, list[Prepared | RowFailure | None]]
+) -> pd.DataFrame:
+    columns: dict[str, list] = {"image_id": frame["image_id"].tolist()}
+    for task, predictor in predictors.items():
+        rows = np.flatnonzero(frame[f"todo_{task}"].to_numpy(bool))
+        found = _outputs(predictor, frame.iloc[rows], [prepared[task][i] for i in rows])
+        for name, values in list(found.items())[1:]:
+            column: list = [None] * len(frame)
+            for i, value in zip(rows, values, strict=True):
+                column[i] = value
+            columns[f"{task}__{name}"] = column
     return pd.DataFrame(columns)
 
 
