@@ -92,13 +92,18 @@ class AnnotateCounts:
 
 def transform_pending_tasks(image_ids: DataFrame, done: Mapping[str, DataFrame]) -> DataFrame:
     """Every distinct ``image_id`` with ``todo_<task>`` per task of ``done`` (task -> ``image_id`` of the images its
-    configured model version has annotated): whether the task still has to run on the image."""
-    pending = image_ids.select("image_id").distinct()
+    configured model version has annotated): whether the task still has to run on the image.
+
+    One shuffle of all the ids, tagged by task, rather than a join per task.
+    """
+    tagged = image_ids.select("image_id", F.lit(None).cast("string").alias("task"))
     for task, ids in done.items():
-        flag = f"done_{task}"
-        pending = pending.join(ids.select("image_id").distinct().withColumn(flag, F.lit(True)), "image_id", "left")
-        pending = pending.withColumn(f"todo_{task}", F.col(flag).isNull()).drop(flag)
-    return pending
+        tagged = tagged.unionByName(ids.select("image_id", F.lit(task).alias("task")))
+    grouped = tagged.groupBy("image_id").agg(
+        F.count_if(F.col("task").isNull()).alias("listed"), F.collect_set("task").alias("done")
+    )
+    todo = [(~F.array_contains("done", task)).alias(f"todo_{task}") for task in done]
+    return grouped.where(F.col("listed") > 0).select("image_id", *todo)
 
 
 def transform_task_rows(annotated: DataFrame, task: str, table: TableSpec, annotated_at: datetime) -> DataFrame:

@@ -42,6 +42,7 @@ from lakelens.lsh_spark import (
     transform_cosine,
     transform_jaccard,
     transform_jaccard_against,
+    transform_merged_groups,
     transform_top_k,
 )
 from lakelens.progress import stage_progress
@@ -171,10 +172,11 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
     record_params(spark, cfg, "minhash", pid, asdict(params) | {"bands": list(params.bands)})
     images = read_table(spark, cfg, IMAGES).select("image_id", "bytes", "error")
     signed_before = _unless(full, read_table(spark, cfg, SIGNATURES).where(F.col("params_id") == pid))
-    pending_ids = images.select("image_id").distinct().join(signed_before.select("image_id"), "image_id", "left_anti")
-    pending_ids = pending_ids.cache()
-    n_images = images.select("image_id").distinct().count()
-    n_pending = pending_ids.count()
+    signed_ids = signed_before.select("image_id").distinct().withColumn("signed", F.lit(True))
+    flags = images.select("image_id").distinct().join(signed_ids, "image_id", "left").cache()
+    counted = flags.agg(F.count("*").alias("images"), F.count_if(F.col("signed").isNull()).alias("pending")).first()
+    n_images, n_pending = counted["images"], counted["pending"]
+    pending_ids = flags.where(F.col("signed").isNull()).select("image_id")
     hashed = errors = candidates = added = n_hot = 0
     if n_pending:
         now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
@@ -208,6 +210,8 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         rows = verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
         existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
         _write_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS, full, params_id=pid)
+        if added and not full:
+            merge_groups(spark, cfg, pid, verified)
         hot = found.hot.cache()
         n_hot = hot.count()
         if n_hot:
@@ -215,9 +219,13 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
                         n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
         if n_hot or full:
             _write(_hot_rows(hot, "minhash", pid, now), cfg, HOT_BUCKETS, full, kind="minhash", params_id=pid)
+        # Dropped before the writes below: Spark would otherwise plan again every cached result of a table written.
+        for df in (pairs, verified, hot, flags):
+            df.unpersist()
         # Buckets, then signatures last: a signature marks an image done, so a crash before it redoes the image.
         _write_new(new_buckets, _buckets(spark, cfg, "minhash", pid), ["image_id"], cfg, LSH_BUCKETS, full,
                    kind="minhash", params_id=pid)  # fmt: skip
+        new_buckets.unpersist()
         sig_rows = signed.select(
             "image_id", "minhash", "tokens", "error", F.lit(params.scheme).alias("scheme"),
             F.lit(params.num_perm).alias("num_perm"), F.lit(params.seed).cast("long").alias("seed"),
@@ -225,12 +233,11 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
             F.lit(pid).alias("params_id"),
         )  # fmt: skip
         _write(sig_rows, cfg, SIGNATURES, full, params_id=pid)
-        for df in (signed, new_buckets, pairs, verified, hot):
-            df.unpersist()
+        signed.unpersist()
         if few is not None:
             few.destroy()
-    pending_ids.unpersist()
-    groups, grouped = regroup(spark, cfg, pid) if (n_pending or full) else _group_counts(spark, cfg, pid)
+    flags.unpersist()
+    groups, grouped = regroup(spark, cfg, pid) if full else _group_counts(spark, cfg, pid)
     return NearDupCounts(
         pid, n_images, hashed, errors, candidates, added, n_hot, groups, grouped, time.monotonic() - started
     )
@@ -242,6 +249,13 @@ def _broadcast_signatures(spark: SparkSession, signed: DataFrame, params: MinHas
     empty = np.zeros((0, params.num_perm), np.uint32)
     matrix = np.stack(rows["minhash"].to_numpy()).astype(np.uint32) if len(rows) else empty
     return spark.sparkContext.broadcast((rows["image_id"].tolist(), matrix))
+
+
+def merge_groups(spark: SparkSession, cfg: Config, params_id: str, new_pairs: DataFrame) -> None:
+    """Update ``dup_groups`` of ``params_id`` for the pairs a run added: only the groups they touch change."""
+    before = read_table(spark, cfg, DUP_GROUPS).where(F.col("params_id") == params_id)
+    groups = transform_merged_groups(before, new_pairs)
+    replace_partition(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS, params_id=params_id)
 
 
 def regroup(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int, int]:

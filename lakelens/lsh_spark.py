@@ -157,6 +157,43 @@ def both_directions(pairs: DataFrame, score: str) -> DataFrame:
     return forward.unionByName(backward)
 
 
+def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame) -> DataFrame:
+    """The groups (image_id, group_id, group_size) of a pair graph after ``new_pairs`` join it, from its groups
+    before (the components of the old pairs, as :func:`transform_components` gives them): the components of all
+    pairs, computed only over the groups the new pairs touch.
+
+    Each image of a new pair stands for its group (by its group_id, itself where it has none); the components of
+    those stand-ins merge groups, and the smallest group_id of a merge is the smallest image_id in it. Images no new
+    pair reaches keep their rows; an image first met in a pair joins as a group of its own before merging.
+    """
+
+    def stand_in(side: str) -> DataFrame:
+        return groups.select(F.col("image_id").alias(side), F.col("group_id").alias(f"group_{side}"))
+
+    links = (
+        new_pairs.select("image_id_a", "image_id_b")
+        .join(stand_in("image_id_a"), "image_id_a", "left")
+        .join(stand_in("image_id_b"), "image_id_b", "left")
+        .select(
+            F.coalesce("group_image_id_a", "image_id_a").alias("image_id_a"),
+            F.coalesce("group_image_id_b", "image_id_b").alias("image_id_b"),
+        )
+        .where(F.col("image_id_a") != F.col("image_id_b"))
+    )
+    moves = transform_components(links).select(F.col("image_id").alias("stand_in"), F.col("group_id").alias("into"))
+    # Every member under its stand-in: old groups by group_id, and the stand-ins that had no group (themselves).
+    members = (
+        groups.select("image_id", F.col("group_id").alias("stand_in"))
+        .unionByName(moves.select(F.col("stand_in").alias("image_id"), "stand_in"))
+        .distinct()
+    )
+    labelled = members.join(moves, "stand_in", "left").select(
+        "image_id", F.coalesce("into", "stand_in").alias("group_id")
+    )
+    sizes = labelled.groupBy("group_id").agg(F.count("*").alias("group_size"))
+    return labelled.join(sizes, "group_id").select("image_id", "group_id", "group_size")
+
+
 def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
     """Connected components of the pair graph: (image_id, group_id, group_size), group_id its smallest image_id.
 

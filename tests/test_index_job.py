@@ -28,6 +28,7 @@ from lakelens.lsh_spark import (
     transform_components,
     transform_jaccard,
     transform_jaccard_against,
+    transform_merged_groups,
     transform_top_k,
 )
 from lakelens.perceptual import token_bytes
@@ -116,6 +117,24 @@ def test_components_join_chains_and_keep_groups_apart(spark) -> None:
         ("a", "a", 4), ("b", "a", 4), ("c", "a", 4), ("d", "a", 4), ("e", "e", 2), ("f", "e", 2),
         ("w", "w", 3), ("x", "w", 3), ("y", "w", 3),
     ]  # fmt: skip
+
+
+def test_merging_new_pairs_into_groups_equals_the_components_of_all_pairs(spark) -> None:
+    schema = "image_id_a string, image_id_b string"
+    old = [("b", "c"), ("c", "d"), ("f", "g"), ("m", "n"), ("p", "q")]
+    new = [
+        ("a", "d"),  # a new image joins a group and becomes its smallest id
+        ("d", "f"),  # two old groups merge
+        ("h", "n"), ("h", "z"),  # a new image links an old group and another new image
+        ("x", "y"),  # a new group of new images
+        ("b", "d"),  # a pair inside one old group
+    ]  # fmt: skip
+    before = transform_components(spark.createDataFrame(old, schema))
+    merged = transform_merged_groups(before, spark.createDataFrame(new, schema))
+    assert rows(merged, "image_id") == rows(transform_components(spark.createDataFrame(old + new, schema)), "image_id")
+    assert ("p", "p", 2) in rows(merged, "image_id")  # untouched
+    nothing_new = transform_merged_groups(before, spark.createDataFrame([("q", "p")], schema))
+    assert rows(nothing_new, "image_id") == rows(before, "image_id")
 
 
 def test_top_k_ranks_by_cosine_then_id(spark) -> None:
