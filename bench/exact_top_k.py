@@ -1,11 +1,11 @@
 """The exact top-k of jobs.index (``index.similar.method: exact``) on a lake's embeddings or on synthetic vectors:
-``python -m bench.exact_top_k (--lake DIR | --synthetic N) [--k 10] [--block 2048] [--new 1000]``.
+``python -m bench.exact_top_k (--lake DIR | --synthetic N) [--k 10] [--block 2048] [--new 1000] [--repeat 2]``.
 
 Times ``lakelens.knn_spark.transform_exact_candidates`` followed by ``transform_top_k`` (what jobs.index runs, without
-its table reads and writes) for every vector against all, twice (the first pays the Python workers' start; nothing
-is cached between), then for ``--new`` vectors against all with the others' k-th cosines as floors (a nightly
-increment). With ``--lake``, also the recall@k of the lake's LSH ``similar`` rows, if it has any, against the exact
-lists. ``--synthetic N`` makes N random 64-d unit vectors around 1,000 centres in Spark.
+its table reads and writes) for every vector against all, ``--repeat`` times (the first pays the Python workers'
+start; nothing is cached between), then, unless ``--new 0``, for ``--new`` vectors against all with the others' k-th
+cosines as floors (a nightly increment). With ``--lake``, also the recall@k of the lake's LSH ``similar`` rows, if
+it has any, against the exact lists. ``--synthetic N`` makes N random 64-d unit vectors around 1,000 centres.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def main() -> None:
     source.add_argument("--synthetic", type=int, help="this many random vectors instead of a lake's")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--block", type=int, default=2048)
-    parser.add_argument("--new", type=int, default=1000)
+    parser.add_argument("--new", type=int, default=1000, help="images of the incremental run (0: none)")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs of the top-k of all")
     parser.add_argument("--master", default="local[*]")
     args = parser.parse_args()
     overrides = [f"spark.master={args.master}"] + ([f"lake.root={args.lake}"] if args.lake else [])
@@ -60,17 +61,22 @@ def main() -> None:
     n = vectors.count()
     print(f"{n} vectors")
     queries = vectors.withColumn("floor", F.lit(float("inf")))
-    for attempt in ("first", "second"):
+    for attempt in range(1, args.repeat + 1):
         started = time.perf_counter()
         rows = top_k(vectors, n, queries, n, args.k, args.block).count()
-        print(f"exact top-{args.k} of all ({attempt}): {rows} rows in {time.perf_counter() - started:.1f}s", flush=True)
-    exact = top_k(vectors, n, queries, n, args.k, args.block).cache()
-    exact.count()
+        print(
+            f"exact top-{args.k} of all (run {attempt}): {rows} rows in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
     if args.lake:
+        exact = top_k(vectors, n, queries, n, args.k, args.block)
         lsh = read_table(spark, cfg, SIMILAR).where(F.col("params_id").startswith("simhash"))
         found = exact.join(lsh.select("image_id", "neighbor_id"), ["image_id", "neighbor_id"]).count()
         if found:
-            print(f"recall@{args.k} of the lake's LSH similar rows against exact: {found / rows:.4f}")
+            print(f"recall@{args.k} of the lake's LSH similar rows against exact: {found / (n * args.k):.4f}")
+    if args.new == 0:
+        spark.stop()
+        return
     new = vectors.orderBy(F.xxhash64("image_id")).limit(args.new).cache()
     n_new = new.count()
     before = vectors.join(new, "image_id", "left_anti").withColumn("floor", F.lit(float("inf")))
