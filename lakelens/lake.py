@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +23,8 @@ from lakelens.schemas import TableSpec
 log = logging.getLogger("lakelens.lake")
 GENERATION = "gen"  # a partition's folder of rows written whole by replace_partition: <partition>/gen=<time>/
 _ENSURED: set[tuple[str, str, str]] = set()
+STAGING_TIME = "%Y%m%dT%H%M%S%f"
+STALE_STAGING = timedelta(days=1)  # a staging folder this old was left by a job that was killed
 
 
 class SchemaMismatchError(ValueError):
@@ -204,14 +206,31 @@ def staged(df: DataFrame, cfg: Config, label: str) -> Iterator[DataFrame]:
     """``df`` computed once into a staging folder of the lake (``_staging/`` beside the tables) and read back, for
     results that several writes then use: unlike a cache, which Spark drops when a table it was computed from is
     written, the staged rows are never computed again, and they outlive a lost executor. The folder is removed
-    when the block ends."""
+    when the block ends; folders of ``label`` over a day old (left by a killed job) are removed first."""
     spark = df.sparkSession
-    path = f"{database_location(cfg)}/_staging/{label}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    staging = f"{database_location(cfg)}/_staging"
+    _remove_stale(spark, staging, label, now - STALE_STAGING)
+    path = f"{staging}/{label}-{now:{STAGING_TIME}}-{uuid.uuid4().hex[:6]}"
     try:
         df.write.parquet(path)
         yield spark.read.parquet(path)
     finally:
         _hadoop_delete(spark, path)
+
+
+def _remove_stale(spark: SparkSession, staging: str, label: str, before: datetime) -> None:
+    jvm = spark.sparkContext._jvm
+    folder = jvm.org.apache.hadoop.fs.Path(staging)
+    fs = folder.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(folder):
+        return
+    for status in fs.listStatus(folder):
+        name = status.getPath().getName()
+        stamp = re.fullmatch(rf"{re.escape(label)}-(\d{{8}}T\d{{12}})-[0-9a-f]{{6}}", name)
+        if stamp and datetime.strptime(stamp[1], STAGING_TIME).replace(tzinfo=UTC) < before:
+            log.warning("removing %s, left in the lake's staging folder by a job that did not finish", name)
+            fs.delete(status.getPath(), True)
 
 
 def _hadoop_delete(spark: SparkSession, location: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -148,11 +148,16 @@ def test_staged_rows_are_computed_once_and_the_folder_goes_after(spark, cfg) -> 
     append(uri_rows(spark, 3), cfg, IMAGE_URIS)
     sizes = read_table(spark, cfg, IMAGE_URIS).select((F.col("size") * 10).alias("ten"))
     staging = Path(database_location(cfg).removeprefix("file:")) / "_staging"
+    recent = f"test-{datetime.now(UTC) - timedelta(hours=1):%Y%m%dT%H%M%S%f}-0a1b2c"
+    left = ["test-20260101T000000000000-0a1b2c", recent, "other-20260101T000000000000-0a1b2c"]
+    for name in left:
+        (staging / name).mkdir(parents=True)
     with staged(sizes, cfg, "test") as rows:
-        assert [p.name.startswith("test-") for p in staging.iterdir()] == [True]
+        found = sorted(p.name for p in staging.iterdir())
+        assert len(found) == 3 and found[:2] == sorted(left[1:])  # the day-old folder of this label went
         append(uri_rows(spark, 5), cfg, IMAGE_URIS)  # a cache of ``sizes`` would now be dropped and computed again
         assert sorted(r.ten for r in rows.collect()) == [0, 10, 20]
-    assert list(staging.iterdir()) == []
+    assert sorted(p.name for p in staging.iterdir()) == sorted(left[1:])
     with pytest.raises(RuntimeError, match="append failed"), staged(sizes, cfg, "failed"):
         raise RuntimeError("append failed")
-    assert list(staging.iterdir()) == []
+    assert sorted(p.name for p in staging.iterdir()) == sorted(left[1:])
