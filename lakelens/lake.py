@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -220,9 +221,7 @@ def staged(df: DataFrame, cfg: Config, label: str) -> Iterator[DataFrame]:
 
 
 def _remove_stale(spark: SparkSession, staging: str, label: str, before: datetime) -> None:
-    jvm = spark.sparkContext._jvm
-    folder = jvm.org.apache.hadoop.fs.Path(staging)
-    fs = folder.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, folder = _hadoop_path(spark, staging)
     if not fs.exists(folder):
         return
     for status in fs.listStatus(folder):
@@ -234,17 +233,20 @@ def _remove_stale(spark: SparkSession, staging: str, label: str, before: datetim
 
 
 def _hadoop_delete(spark: SparkSession, location: str) -> None:
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(location)
-    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+    fs, path = _hadoop_path(spark, location)
+    fs.delete(path, True)
+
+
+def _hadoop_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
+    """The Hadoop FileSystem holding ``location`` (any scheme the cluster reads) and its Path, through the JVM."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(location)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
 def _remove_old(spark: SparkSession, location: str, keep_folders: bool) -> None:
     """Delete a partition's former folder; its files only where it is the partition's own folder, which holds the
     new generation's folder too."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(location)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, path = _hadoop_path(spark, location)
     if not fs.exists(path):
         return
     if not keep_folders:

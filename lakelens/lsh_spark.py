@@ -187,11 +187,9 @@ def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame) -> DataFram
         .unionByName(moves.select(F.col("stand_in").alias("image_id"), "stand_in"))
         .distinct()
     )
-    labelled = members.join(moves, "stand_in", "left").select(
-        "image_id", F.coalesce("into", "stand_in").alias("group_id")
+    return _with_group_sizes(
+        members.join(moves, "stand_in", "left").select("image_id", F.coalesce("into", "stand_in").alias("group_id"))
     )
-    sizes = labelled.groupBy("group_id").agg(F.count("*").alias("group_size"))
-    return labelled.join(sizes, "group_id").select("image_id", "group_id", "group_size")
 
 
 def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
@@ -225,5 +223,10 @@ def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
             break
     else:
         raise RuntimeError(f"connected components did not settle in {max_rounds} rounds")
-    sizes = labels.groupBy("label").agg(F.count("*").alias("group_size"))
-    return labels.join(sizes, "label").select("image_id", F.col("label").alias("group_id"), "group_size")
+    return _with_group_sizes(labels.select("image_id", F.col("label").alias("group_id")))
+
+
+def _with_group_sizes(labelled: DataFrame) -> DataFrame:
+    """(image_id, group_id) -> (image_id, group_id, group_size)."""
+    sizes = labelled.groupBy("group_id").agg(F.count("*").alias("group_size"))
+    return labelled.join(sizes, "group_id").select("image_id", "group_id", "group_size")
