@@ -33,17 +33,20 @@ from lakelens.config import Config
 from lakelens.knn import ExactParams
 from lakelens.knn_spark import transform_exact_candidates
 from lakelens.lake import append, read_table, replace_partition
-from lakelens.lsh import MinHashParams, SimHashParams
+from lakelens.lsh import MinHashParams, NightBuckets, SimHashParams
 from lakelens.lsh_spark import (
     both_directions,
+    matched_pairs,
     transform_bucket_rows,
     transform_candidates,
     transform_components,
     transform_cosine,
+    transform_hot_buckets,
     transform_jaccard,
-    transform_jaccard_against,
     transform_merged_groups,
+    transform_new_pairs,
     transform_top_k,
+    transform_touched,
 )
 from lakelens.progress import stage_progress
 from lakelens.schemas import (
@@ -65,7 +68,8 @@ from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash
 log = logging.getLogger("lakelens.index")
 METHOD = "minhash-jaccard"
 # Up to this many new hash values (64 MiB as uint32: 65,536 images at 256 permutations) a run broadcasts its new
-# signatures to verify candidates with numpy; larger runs join both signatures onto each pair in Spark.
+# signatures and buckets, to pair and verify the images of the buckets they touch with numpy; larger runs pair by
+# the bucket self-join and join both signatures onto each pair in Spark.
 BROADCAST_HASHES = 16 * 1024 * 1024
 
 
@@ -194,37 +198,31 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
             raise RuntimeError(f"signatures: {n_pending} images went in but {hashed} rows came out")
         new_buckets = transform_bucket_rows(signed, "minhash", pid).cache()
         old_buckets = _unless(full, _buckets(spark, cfg, "minhash", pid)).join(pending_ids, "image_id", "left_anti")
-        found = transform_candidates(new_buckets, old_buckets, cfg.index.hot_bucket_size)
-        pairs = found.pairs.cache()
-        with stage_progress(spark, "near-duplicates: candidate pairs", n_pending):
-            candidates = pairs.count()
         signatures = signed_before.select("image_id", "minhash").unionByName(signed.select("image_id", "minhash"))
-        few = _broadcast_signatures(spark, signed, params) if n_pending * params.num_perm <= BROADCAST_HASHES else None
-        threshold = cfg.index.near_dup.threshold
-        if few is None:
-            verified = transform_jaccard(pairs, signatures, threshold).cache()
+        if n_pending * params.num_perm <= BROADCAST_HASHES:
+            paired = _pair_with_night(spark, cfg, signed, new_buckets, old_buckets, signatures, n_pending)
         else:
-            verified = transform_jaccard_against(pairs, signatures, few, params.num_perm, threshold).cache()
-        with stage_progress(spark, "near-duplicates: verifying pairs", n_pending):
-            added = verified.count()
-        rows = verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
+            paired = _pair_all(spark, cfg, new_buckets, old_buckets, signatures, n_pending)
+        candidates, added, n_hot = paired.candidates, paired.added, paired.n_hot
+        rows = paired.verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
         existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
         _write_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS, full, params_id=pid)
         if added and not full:
-            merge_groups(spark, cfg, pid, verified)
-        hot = found.hot.cache()
-        n_hot = hot.count()
+            merge_groups(spark, cfg, pid, paired.verified)
         if n_hot:
             log.warning("near-duplicates: %d hot buckets (over %d images) linked to their leader only; see %s",
                         n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
         if n_hot or full:
-            _write(_hot_rows(hot, "minhash", pid, now), cfg, HOT_BUCKETS, full, kind="minhash", params_id=pid)
+            _write(_hot_rows(paired.hot, "minhash", pid, now), cfg, HOT_BUCKETS, full, kind="minhash", params_id=pid)
         # Dropped before the writes below: Spark would otherwise plan again every cached result of a table written.
-        for df in (pairs, verified, hot, flags):
-            df.unpersist()
+        paired.release()
+        flags.unpersist()
         # Buckets, then signatures last: a signature marks an image done, so a crash before it redoes the image.
-        _write_new(new_buckets, _buckets(spark, cfg, "minhash", pid), ["image_id"], cfg, LSH_BUCKETS, full,
-                   kind="minhash", params_id=pid)  # fmt: skip
+        # Buckets a crashed run left are the pending images' own: only those are read to leave them out.
+        new_ids = signed.select("image_id")
+        left = _buckets(spark, cfg, "minhash", pid).join(F.broadcast(new_ids) if small else new_ids, "image_id",
+                                                          "left_semi")  # fmt: skip
+        _write_new(new_buckets, left, ["image_id"], cfg, LSH_BUCKETS, full, kind="minhash", params_id=pid)
         new_buckets.unpersist()
         sig_rows = signed.select(
             "image_id", "minhash", "tokens", "error", F.lit(params.scheme).alias("scheme"),
@@ -234,8 +232,6 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         )  # fmt: skip
         _write(sig_rows, cfg, SIGNATURES, full, params_id=pid)
         signed.unpersist()
-        if few is not None:
-            few.destroy()
     flags.unpersist()
     groups, grouped = regroup(spark, cfg, pid) if full else _group_counts(spark, cfg, pid)
     return NearDupCounts(
@@ -243,12 +239,68 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
     )
 
 
-def _broadcast_signatures(spark: SparkSession, signed: DataFrame, params: MinHashParams) -> Broadcast:
-    """The new images' signatures as (ids, [m, num_perm] uint32), broadcast to the verifying tasks."""
-    rows = signed.where(F.col("minhash").isNotNull()).select("image_id", "minhash").toPandas()
-    empty = np.zeros((0, params.num_perm), np.uint32)
-    matrix = np.stack(rows["minhash"].to_numpy()).astype(np.uint32) if len(rows) else empty
-    return spark.sparkContext.broadcast((rows["image_id"].tolist(), matrix))
+@dataclass
+class _Paired:
+    """A run's verified new pairs (cached until :meth:`release`), its number of candidates and its hot buckets."""
+
+    candidates: int
+    verified: DataFrame
+    added: int
+    hot: DataFrame
+    n_hot: int
+    held: tuple[DataFrame | Broadcast, ...]
+
+    def release(self) -> None:
+        for held in self.held:
+            if isinstance(held, Broadcast):
+                held.destroy()
+            else:
+                held.unpersist()
+
+
+def _pair_all(
+    spark: SparkSession, cfg: Config, new: DataFrame, old: DataFrame, signatures: DataFrame, n_pending: int
+) -> _Paired:
+    """Candidate pairs by the bucket self-join, then verified by joining both signatures onto each pair: for runs
+    with too many new images to broadcast."""
+    found = transform_candidates(new, old, cfg.index.hot_bucket_size)
+    pairs = found.pairs.cache()
+    with stage_progress(spark, "near-duplicates: candidate pairs", n_pending):
+        candidates = pairs.count()
+    verified = transform_jaccard(pairs, signatures, cfg.index.near_dup.threshold).cache()
+    with stage_progress(spark, "near-duplicates: verifying pairs", n_pending):
+        added = verified.count()
+    hot = found.hot.cache()
+    return _Paired(candidates, verified, added, hot, hot.count(), (pairs, verified, hot))
+
+
+def _pair_with_night(
+    spark: SparkSession,
+    cfg: Config,
+    signed: DataFrame,
+    new: DataFrame,
+    old: DataFrame,
+    signatures: DataFrame,
+    n_pending: int,
+) -> _Paired:
+    """The same pairs for a run whose new signatures fit a broadcast (a night's images): the old bucket rows in
+    the buckets the new images touch are read once, and each of those images is verified against the new ones
+    by numpy; no pair is shuffled."""
+    touched = transform_touched(new, old).cache()
+    members = new.select("image_id", "band", "key").unionByName(touched.select("image_id", "band", "key"))
+    hot_rows = transform_hot_buckets(members, cfg.index.hot_bucket_size).collect()
+    rows = signed.where(F.col("minhash").isNotNull()).select("image_id", "minhash", "keys").toPandas()
+    matrix = np.stack(rows["minhash"].to_numpy()) if len(rows) else np.zeros((0, 1), np.uint32)
+    leaders = {(r["band"], bytes(r["key"])): r["leader"] for r in hot_rows}
+    night = spark.sparkContext.broadcast(NightBuckets.build(rows["image_id"], matrix, rows["keys"], leaders))
+    scored = transform_new_pairs(members, signatures, night, cfg.index.near_dup.threshold).cache()
+    with stage_progress(spark, "near-duplicates: pairing and verifying", n_pending):
+        counted = scored.agg(F.sum("candidates").alias("candidates"), F.sum(F.size("matches")).alias("added")).first()
+    hot = spark.createDataFrame(hot_rows, "band int, key binary, size long, leader string")
+    return _Paired(
+        counted["candidates"] or 0, matched_pairs(scored), counted["added"] or 0, hot, len(hot_rows),
+        (touched, scored, night),
+    )  # fmt: skip
 
 
 def merge_groups(spark: SparkSession, cfg: Config, params_id: str, new_pairs: DataFrame) -> None:
@@ -288,14 +340,17 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
     embedder = configured_manifest(cfg, "embed")
     params = similar_params(cfg, embedder)
     name, version, model = embedder.name, embedder.version, params.model
-    n_images = read_table(spark, cfg, IMAGES).select("image_id").distinct().count()
     vectors = (
         read_table(spark, cfg, EMBEDDINGS)
         .where((F.col("model") == name) & (F.col("model_version") == version) & F.col("vector").isNotNull())
         .select("image_id", "vector")
         .cache()
     )
-    n_embedded = vectors.count()
+    # Images and their vectors counted in one job, which also fills the cache of the vectors.
+    images = read_table(spark, cfg, IMAGES).select("image_id").distinct().withColumn("image", F.lit(True))
+    embedded = vectors.select("image_id", F.lit(True).alias("embedded"))
+    counted = images.join(embedded, "image_id", "full").agg(F.count("image"), F.count("embedded")).first()
+    n_images, n_embedded = counted[0], counted[1]
     if n_embedded == 0:
         log.warning("similar: no embeddings from %s yet; run python -m jobs.annotate --tasks embed", model)
         vectors.unpersist()
@@ -319,11 +374,13 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
             found = transform_exact_candidates(pending, n_pending, floored, n_embedded, k, cfg.index.similar.block)
             scored, hot, new_buckets = found.cache(), None, None
             with stage_progress(spark, "similar: exact top-k", n_pending):
-                candidates = scored.count()
+                counted = scored.agg(F.count("*"), F.countDistinct("image_id")).first()
+            candidates, updated = counted[0], counted[1]
         else:
             scored, hot, new_buckets = _lsh_candidates(spark, cfg, params, pending, vectors, full)
             with stage_progress(spark, "similar: scoring candidates", n_pending):
-                candidates = scored.count() // 2
+                counted = scored.agg(F.count("*"), F.countDistinct("image_id")).first()
+            candidates, updated = counted[0] // 2, counted[1]  # scored rows hold each pair in both directions
             n_hot = hot.count()
             if n_hot:
                 log.warning("similar: %d hot buckets (over %d images) linked to their leader only; see %s",
@@ -333,7 +390,6 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         merged = transform_top_k(scored.unionByName(kept).dropDuplicates(["image_id", "neighbor_id"]), k)
         merged = merged.select("*", F.lit(model).alias("model"), F.lit(pid).alias("params_id"))
         result = old.join(affected, "image_id", "left_anti").unionByName(merged)
-        updated = affected.count()
         if n_hot or (full and hot is not None):
             now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
             _write(_hot_rows(hot, "simhash", pid, now), cfg, HOT_BUCKETS, full, kind="simhash", params_id=pid)

@@ -1,9 +1,10 @@
 """The nightly refresh in one Spark application: ingest, annotate, index: ``python -m jobs.nightly --source SRC``.
 
 ``SRC`` is what ``jobs.ingest`` takes: a folder of images, a list of paths, or a Parquet table. Every stage is
-incremental (only new images are read, annotated and indexed) and records a row in the ``runs`` table. Started
-again after a failure, the job resumes that run at its first stage not done; a finished run is followed by a new
-one, which finds nothing new and changes no table.
+incremental (only new images are read, annotated and indexed) and records a row in the ``runs`` table. A stage
+starts once the stages whose tables it reads are done, so annotate and the near-duplicate index run side by side
+(``nightly.parallel_stages``). Started again after a failure, the job resumes that run at the stages not done; a
+finished run is followed by a new one, which finds nothing new and changes no table.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 
 from jobs.annotate import annotate, configured_manifest
 from jobs.index import index_near_duplicates, index_similar, near_dup_params, similar_params
@@ -31,6 +34,8 @@ from lakelens.views import ViewSources, create_views
 
 log = logging.getLogger("lakelens.nightly")
 WHOLE_RUN = "nightly"
+# The stages whose tables each stage reads: it starts once they are done.
+NEEDS = {"ingest": (), "annotate": ("ingest",), "index:near_dup": ("ingest",), "index:similar": ("annotate",)}
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,37 @@ def transform_resume(runs: DataFrame, source: str, config_hash: str) -> Resume |
     rows = mine.where(F.col("run_id") == latest["run_id"]).select("stage", "status").collect()
     done = frozenset(r["stage"] for r in rows if r["status"] == "done")
     return None if WHOLE_RUN in done else Resume(latest["run_id"], done)
+
+
+def run_in_order(
+    spark: SparkSession, todo: Sequence[str], done: frozenset[str], run: Callable[[str], None], parallel: int
+) -> list[str]:
+    """Run each stage of ``todo`` not in ``done`` once the stages it needs (:data:`NEEDS`) are, up to ``parallel``
+    at once; returns those run, in ``todo``'s order. After a failure no stage starts; those running finish, and
+    the first failure is raised."""
+    finished, ran = set(done), set()
+    running: dict[Future, str] = {}
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="nightly-stage") as pool:
+        while True:
+            waiting = [s for s in todo if s not in finished and s not in running.values()]
+            ready = [s for s in waiting if all(n in finished for n in NEEDS[s] if n in todo)]
+            for stage in ready[: parallel - len(running)] if failure is None else []:
+                # The caller's Spark job group and other local properties go with the stage into its thread.
+                running[pool.submit(inheritable_thread_target(spark)(run), stage)] = stage
+            if not running:
+                break
+            completed, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in completed:
+                stage, error = running.pop(future), future.exception()
+                if error is None:
+                    finished.add(stage)
+                    ran.add(stage)
+                elif failure is None:
+                    failure = error
+    if failure is not None:
+        raise failure
+    return [s for s in todo if s in ran]
 
 
 def new_run_id(now: datetime) -> str:
@@ -120,7 +156,8 @@ def nightly(
 ) -> tuple[str, list[str]]:
     """Run (or resume) the nightly refresh of ``source``; returns the run id and the stages run this time.
 
-    A stage that fails is recorded as failed, and its exception goes on up: the run stops there.
+    A stage that fails is recorded as failed, and its exception goes on up: no stage starts after it (one running
+    beside it finishes).
     Each stage's row is written once it is done: a crash in a stage leaves that stage to be redone, and stages are
     incremental, so redoing one adds nothing twice.
     """
@@ -135,14 +172,17 @@ def nightly(
         log.info("nightly: run %s of %s", run_id, source)
     base = {"run_id": run_id, "config_hash": config_hash, "source": source}
     run_started = _now()
-    ran = []
-    for stage in stages(cfg):
-        if stage in done:
-            log.info("nightly: %s already done in this run", stage)
-            continue
+    for stage in sorted(done):
+        log.info("nightly: %s already done in this run", stage)
+
+    def run_recorded(stage: str) -> None:
+        # A session of its own (catalog, cache and executors shared): a stage's SQL settings stay its own.
+        session = spark.newSession()
+        # Under spark.scheduler.mode FAIR, stages running side by side share the executors' cores.
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", stage)
         started, clock = _now(), time.monotonic()
         try:
-            result = run_stage(spark, cfg, stage, source)
+            result = run_stage(session, cfg, stage, source)
         except Exception as exc:
             message = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
             record(spark, cfg, base | {"stage": stage, "status": "failed", "started_at": started,
@@ -155,8 +195,9 @@ def nightly(
             "images_per_s": result.rows_in / seconds if seconds else 0.0, "models": result.models,
             "message": result.summary,
         })  # fmt: skip
-        ran.append(stage)
         on_stage(stage, result)
+
+    ran = run_in_order(spark, stages(cfg), done, run_recorded, cfg.nightly.parallel_stages)
     views = create_views(spark, cfg, view_sources(cfg))
     log.info("nightly: views %s", ", ".join(views))
     record(spark, cfg, base | {"stage": WHOLE_RUN, "status": "done", "started_at": run_started, "ended_at": _now(),

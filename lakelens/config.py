@@ -187,6 +187,15 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class NightlyConfig:
+    """jobs.nightly: how its stages are run."""
+
+    # Stages that do not read each other's tables (annotate and the near-duplicate index) run side by side, up to
+    # this many at once; 1 runs them one after another.
+    parallel_stages: int = _check(_positive)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole lakelens configuration."""
 
@@ -196,6 +205,7 @@ class Config:
     models: ModelsConfig
     annotate: AnnotateConfig
     index: IndexConfig
+    nightly: NightlyConfig
 
     def digest(self) -> str:
         """Short stable hash of the effective configuration, recorded with what a run writes."""

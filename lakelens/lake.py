@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,10 @@ from lakelens.schemas import TableSpec
 log = logging.getLogger("lakelens.lake")
 GENERATION = "gen"  # a partition's folder of rows written whole by replace_partition: <partition>/gen=<time>/
 _ENSURED: set[tuple[str, str, str]] = set()
+# One writer per table at a time within an application: stages running side by side (jobs.nightly) may write the
+# same table, and two Spark jobs committing into one folder would share its _temporary folder.
+_TABLE_LOCKS: dict[tuple[str, str, str], threading.RLock] = {}
+_TABLE_LOCKS_GUARD = threading.Lock()
 STAGING_TIME = "%Y%m%dT%H%M%S%f"
 STALE_STAGING = timedelta(days=1)  # a staging folder this old was left by a job that was killed
 
@@ -77,20 +82,31 @@ def ensure_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> None:
     key = _ensured_key(spark, cfg, name)
     if key in _ENSURED:
         return
-    ensure_database(spark, cfg)
-    if spark.catalog.tableExists(name):
-        _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
+    with _writing(key):
+        ensure_database(spark, cfg)
+        if spark.catalog.tableExists(name):
+            _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
+            _ENSURED.add(key)
+            return
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
+        partitioned = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+        comment = spec.description.replace("'", "")
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING parquet{partitioned} COMMENT '{comment}'")
         _ENSURED.add(key)
-        return
-    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
-    partitioned = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
-    comment = spec.description.replace("'", "")
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING parquet{partitioned} COMMENT '{comment}'")
-    _ENSURED.add(key)
 
 
 def _ensured_key(spark: SparkSession, cfg: Config, name: str) -> tuple[str, str, str]:
     return spark.sparkContext.applicationId, lake_uri(cfg), name
+
+
+def _writing(key: tuple[str, str, str]) -> threading.RLock:
+    """The lock that a thread holds while it creates or writes the table ``key``."""
+    with _TABLE_LOCKS_GUARD:
+        return _TABLE_LOCKS.setdefault(key, threading.RLock())
+
+
+def _table_lock(df: DataFrame, cfg: Config, spec: TableSpec) -> threading.RLock:
+    return _writing(_ensured_key(df.sparkSession, cfg, qualified(cfg, spec)))
 
 
 def read_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> DataFrame:
@@ -125,7 +141,8 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
 def append(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
     """Append rows to a lake table (a Spark job commit: readers see all new files or none)."""
     ensure_table(spark=df.sparkSession, cfg=cfg, spec=spec)
-    conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=False)
+    with _table_lock(df, cfg, spec):
+        conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=False)
 
 
 def replace(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
@@ -134,15 +151,16 @@ def replace(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
     A table made by an older schema is dropped and made again: every row is replaced anyway.
     """
     spark, name = df.sparkSession, qualified(cfg, spec)
-    if spark.catalog.tableExists(name):
-        try:
-            _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
-        except SchemaMismatchError as exc:
-            log.warning("%s; its rows are all replaced, so it is made again with the declared schema", exc)
-            spark.sql(f"DROP TABLE {name}")
-            _ENSURED.discard(_ensured_key(spark, cfg, name))
-    ensure_table(spark=spark, cfg=cfg, spec=spec)
-    conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=True)
+    with _table_lock(df, cfg, spec):
+        if spark.catalog.tableExists(name):
+            try:
+                _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
+            except SchemaMismatchError as exc:
+                log.warning("%s; its rows are all replaced, so it is made again with the declared schema", exc)
+                spark.sql(f"DROP TABLE {name}")
+                _ENSURED.discard(_ensured_key(spark, cfg, name))
+        ensure_table(spark=spark, cfg=cfg, spec=spec)
+        conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=True)
 
 
 def _check_same(spec: TableSpec, actual: StructType, what: str, strict: bool) -> None:
@@ -179,20 +197,21 @@ def replace_partition(df: DataFrame, cfg: Config, spec: TableSpec, **values: str
     ensure_table(spark, cfg, spec)
     if set(values) != set(spec.partition_by):
         raise ValueError(f"table {spec.name} is partitioned by {spec.partition_by}, got {sorted(values)}")
-    name = qualified(cfg, spec)
-    folder = "/".join(f"{column}={values[column]}" for column in spec.partition_by)
-    target = f"{table_location(spark, name)}/{folder}"
-    fresh = f"{target}/{GENERATION}={datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    conform(df, spec).drop(*spec.partition_by).write.parquet(fresh)
-    where = ", ".join(f"{column} = '{value}'" for column, value in values.items())
-    old = _partition_location(spark, name, where)
-    if old is None:
-        spark.sql(f"ALTER TABLE {name} ADD PARTITION ({where}) LOCATION '{fresh}'")
-    else:
-        spark.sql(f"ALTER TABLE {name} PARTITION ({where}) SET LOCATION '{fresh}'")
-    spark.catalog.refreshTable(name)
-    if old is not None:
-        _remove_old(spark, old, keep_folders=old.rstrip("/") == target)
+    with _table_lock(df, cfg, spec):
+        name = qualified(cfg, spec)
+        folder = "/".join(f"{column}={values[column]}" for column in spec.partition_by)
+        target = f"{table_location(spark, name)}/{folder}"
+        fresh = f"{target}/{GENERATION}={datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        conform(df, spec).drop(*spec.partition_by).write.parquet(fresh)
+        where = ", ".join(f"{column} = '{value}'" for column, value in values.items())
+        old = _partition_location(spark, name, where)
+        if old is None:
+            spark.sql(f"ALTER TABLE {name} ADD PARTITION ({where}) LOCATION '{fresh}'")
+        else:
+            spark.sql(f"ALTER TABLE {name} PARTITION ({where}) SET LOCATION '{fresh}'")
+        spark.catalog.refreshTable(name)
+        if old is not None:
+            _remove_old(spark, old, keep_folders=old.rstrip("/") == target)
 
 
 def _partition_location(spark: SparkSession, name: str, where: str) -> str | None:

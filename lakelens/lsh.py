@@ -98,6 +98,67 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
+Bucket = tuple[int, bytes]  # (band, key)
+
+
+@dataclass(frozen=True)
+class NightBuckets:
+    """A run's new MinHash signatures and the buckets they are in, so that any image can be paired with the new
+    images it shares a bucket with and verified against them, with no pair shipped anywhere.
+
+    The candidates are those of the banding: two images sharing a bucket, at least one of them new; in a hot
+    bucket (``leaders``: bucket -> its smallest image_id, for buckets over the cap) only its leader and each other
+    member. Each pair comes once: from its old image, or from the smaller id of two new ones.
+    """
+
+    ids: tuple[str, ...]
+    signatures: np.ndarray  # [m, num_perm] uint32, a row per id
+    members: dict[Bucket, tuple[int, ...]]  # bucket -> rows of the new images in it
+    leaders: dict[Bucket, str]
+
+    @classmethod
+    def build(
+        cls, ids: Sequence[str], signatures: np.ndarray, keys: Sequence[Sequence[bytes]], leaders: dict[Bucket, str]
+    ) -> NightBuckets:
+        """From the new images' ids, signatures and band keys (one list of ``b`` keys per image)."""
+        members: dict[Bucket, list[int]] = {}
+        for row, image_keys in enumerate(keys):
+            for band, key in enumerate(image_keys):
+                members.setdefault((band, bytes(key)), []).append(row)
+        grouped = {bucket: tuple(rows) for bucket, rows in members.items()}
+        return cls(tuple(ids), np.asarray(signatures, MINHASH_DTYPE), grouped, dict(leaders))
+
+    @functools.cached_property
+    def rows(self) -> dict[str, int]:
+        return {image_id: row for row, image_id in enumerate(self.ids)}
+
+    def partners(self, image_id: str, buckets: Sequence[Bucket]) -> list[int]:
+        """Rows of the new images that ``image_id`` is a candidate pair with through its ``buckets``."""
+        own = self.rows.get(image_id)
+        found: set[int] = set()
+        for bucket in buckets:
+            rows = self.members.get(bucket, ())
+            leader = self.leaders.get(bucket)
+            if leader is None or leader == image_id:
+                found.update(rows)
+            elif leader in self.rows:
+                found.add(self.rows[leader])
+        if own is None:
+            return sorted(found)
+        return sorted(p for p in found if self.ids[p] > image_id)
+
+    def verify(
+        self, image_id: str, signature: np.ndarray, buckets: Sequence[Bucket], threshold: float
+    ) -> tuple[int, list[tuple[str, float]]]:
+        """(number of candidates, [(partner id, estimated Jaccard)] of those at least ``threshold``)."""
+        partners = self.partners(image_id, buckets)
+        equal = np.count_nonzero(self.signatures[partners] == np.asarray(signature, MINHASH_DTYPE), axis=1)
+        # float32 as the Spark path's cast to float; compared with the threshold as a double, as Spark does
+        similarity = (equal / self.signatures.shape[1]).astype(np.float32)
+        kept = [(self.ids[p], float(s)) for p, s in zip(partners, similarity, strict=True) if float(s) >= threshold]
+        return len(partners), kept
+
+
 def hyperplanes(params: SimHashParams) -> np.ndarray:
     """The [dim, bits] random normal hyperplanes of ``params`` (the same on every executor for its seed)."""
     return np.random.default_rng(params.seed).standard_normal((params.dim, params.bits)).astype(np.float32)

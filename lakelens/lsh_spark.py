@@ -1,6 +1,6 @@
 """LSH in Spark: band rows, candidate pairs by a distributed self-join with hot buckets capped, exact
 verification, connected components and top-k lists. Pure DataFrame transforms; nothing is collected to the driver
-(:func:`transform_jaccard_against` takes a broadcast whose size its caller bounds).
+(:func:`transform_new_pairs` takes a broadcast whose size its caller bounds).
 """
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from pyspark import Broadcast
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
+
+from lakelens.lsh import NightBuckets
 
 _BUCKET = ["band", "key"]
 
@@ -101,40 +102,58 @@ def transform_jaccard(pairs: DataFrame, signatures: DataFrame, threshold: float)
     return scored.where(F.col("similarity") >= threshold)
 
 
-def transform_jaccard_against(
-    pairs: DataFrame, signatures: DataFrame, few: Broadcast, num_perm: int, threshold: float
-) -> DataFrame:
-    """:func:`transform_jaccard` where every pair has an image among ``few`` (a broadcast of (ids, [m, num_perm]
-    uint32 signatures): a night's new images). Each other image's signature travels once, with the list of its
-    partners among ``few``, and numpy compares them: no pair carries two 2 KiB arrays through a shuffle."""
-    few_ids = pairs.sparkSession.createDataFrame([(i,) for i in few.value[0]], "image_id_a string")
-    flagged = pairs.join(F.broadcast(few_ids.withColumn("a_is_few", F.lit(True))), "image_id_a", "left")
-    a_few = F.col("a_is_few").isNotNull()
-    oriented = flagged.select(
-        F.when(a_few, F.col("image_id_b")).otherwise(F.col("image_id_a")).alias("image_id"),
-        F.when(a_few, F.col("image_id_a")).otherwise(F.col("image_id_b")).alias("partner"),
-    )
-    grouped = oriented.groupBy("image_id").agg(F.collect_list("partner").alias("partners"))
-    rows = grouped.join(signatures.where(F.col("minhash").isNotNull()), "image_id")
+def transform_touched(new: DataFrame, old: DataFrame) -> DataFrame:
+    """The bucket rows of ``old`` in a bucket that a row of ``new`` (a run's new images, a bounded few) is in:
+    the new keys are broadcast, so the old rows are filtered where they are read, never shuffled."""
+    return old.join(F.broadcast(new.select(*_BUCKET).distinct()), _BUCKET, "left_semi")
+
+
+def transform_hot_buckets(members: DataFrame, hot_bucket_size: int) -> DataFrame:
+    """(band, key, size, leader) of the buckets of ``members`` (bucket rows) holding more images than the cap."""
+    sizes = members.groupBy(*_BUCKET).agg(F.count("*").alias("size"), F.min("image_id").alias("leader"))
+    return sizes.where(F.col("size") > hot_bucket_size)
+
+
+def transform_new_pairs(members: DataFrame, signatures: DataFrame, night: Broadcast, threshold: float) -> DataFrame:
+    """The candidate pairs of a run's new images, verified: for each image of ``members`` (the bucket rows of the
+    new images and of the old ones in the buckets they touch), how many candidates it has among the new images
+    (``night``, a broadcast :class:`~lakelens.lsh.NightBuckets`) and those whose estimated Jaccard is at least
+    ``threshold``: (image_id, candidates, matches array<(partner, similarity)>).
+
+    The same pairs as :func:`transform_candidates` and :func:`transform_jaccard`, but each image's signature
+    travels once, with its buckets, and numpy compares it with its partners' in the broadcast: no pair is shuffled.
+    """
+    keyed = members.groupBy("image_id").agg(F.collect_list(F.struct(*_BUCKET)).alias("buckets"))
+    rows = keyed.join(signatures.where(F.col("minhash").isNotNull()), "image_id")
 
     def verify(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        ids, matrix = few.value
-        where = {image_id: i for i, image_id in enumerate(ids)}
+        found: NightBuckets = night.value
         for frame in frames:
-            found: list[tuple[str, str, float]] = []
-            for image_id, minhash, partners in zip(frame["image_id"], frame["minhash"], frame["partners"], strict=True):
-                known = [p for p in partners if p in where]
-                equal = np.count_nonzero(matrix[[where[p] for p in known]] == np.asarray(minhash, np.uint32), axis=1)
-                similarity = (equal / num_perm).astype(np.float32)  # as transform_jaccard's cast to float
-                found += [
-                    (min(image_id, p), max(image_id, p), float(s))
-                    for p, s in zip(known, similarity, strict=True)
-                    if float(s) >= threshold  # float against double, as Spark compares them
-                ]
-            yield pd.DataFrame(found, columns=["image_id_a", "image_id_b", "similarity"])
+            columns = zip(frame["image_id"], frame["minhash"], frame["buckets"], strict=True)
+            results = [
+                found.verify(image_id, minhash, [(b["band"], bytes(b["key"])) for b in buckets], threshold)
+                for image_id, minhash, buckets in columns
+            ]
+            yield pd.DataFrame(
+                {
+                    "image_id": frame["image_id"].to_numpy(),
+                    "candidates": [n for n, _ in results],
+                    "matches": [[{"partner": p, "similarity": s} for p, s in kept] for _, kept in results],
+                }
+            )
 
-    schema = "image_id_a string, image_id_b string, similarity float"
-    return rows.select("image_id", "minhash", "partners").mapInPandas(verify, schema)
+    schema = "image_id string, candidates int, matches array<struct<partner: string, similarity: float>>"
+    return rows.select("image_id", "minhash", "buckets").mapInPandas(verify, schema)
+
+
+def matched_pairs(scored: DataFrame) -> DataFrame:
+    """:func:`transform_new_pairs`'s matches as pairs (image_id_a < image_id_b, similarity)."""
+    matched = scored.select("image_id", F.explode("matches").alias("m"))
+    return matched.select(
+        F.least("image_id", "m.partner").alias("image_id_a"),
+        F.greatest("image_id", "m.partner").alias("image_id_b"),
+        F.col("m.similarity").alias("similarity"),
+    )
 
 
 def transform_cosine(pairs: DataFrame, vectors: DataFrame) -> DataFrame:
@@ -210,16 +229,18 @@ def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
             .groupBy("dst")
             .agg(F.min("label").alias("offered"))
         )
+        # A label moves when a neighbour offers a smaller one; flagged here, so no join checks what changed.
         updated = (
             labels.join(spread.withColumnRenamed("dst", "image_id"), "image_id", "left")
-            .select("image_id", F.least("label", F.coalesce("offered", "label")).alias("label"))
+            .select(
+                "image_id",
+                F.least("label", F.coalesce("offered", "label")).alias("label"),
+                (F.col("offered") < F.col("label")).alias("moved"),
+            )
             .localCheckpoint()
         )
-        changed = updated.join(labels.withColumnRenamed("label", "before"), "image_id").where(
-            F.col("label") != F.col("before")
-        )
-        labels = updated
-        if changed.isEmpty():
+        labels = updated.select("image_id", "label")
+        if updated.where(F.col("moved")).isEmpty():
             break
     else:
         raise RuntimeError(f"connected components did not settle in {max_rounds} rounds")

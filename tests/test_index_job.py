@@ -21,15 +21,18 @@ from jobs.ingest import ingest
 from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
 from lakelens.lake import append, read_table
-from lakelens.lsh import MinHashParams, minhash_band_keys, minhash_signatures
+from lakelens.lsh import MinHashParams, NightBuckets, minhash_band_keys, minhash_signatures
 from lakelens.lsh_spark import (
+    matched_pairs,
     transform_bucket_rows,
     transform_candidates,
     transform_components,
+    transform_hot_buckets,
     transform_jaccard,
-    transform_jaccard_against,
     transform_merged_groups,
+    transform_new_pairs,
     transform_top_k,
+    transform_touched,
 )
 from lakelens.perceptual import token_bytes
 from lakelens.scenes import generate_scenes
@@ -91,21 +94,41 @@ def test_incremental_candidates_pair_new_images_with_old_and_new_only(spark) -> 
     assert rows(found.pairs, "image_id_a") == [("a", "c"), ("b", "c")]
 
 
-def test_verifying_against_a_broadcast_of_the_new_signatures_equals_the_joined_verification(spark) -> None:
+def test_pairing_against_a_broadcast_of_the_night_equals_the_self_join_and_its_verification(spark) -> None:
     rng = np.random.default_rng(3)
-    signatures = np.repeat(rng.integers(0, 2**32, (1, 64)), 12, axis=0)
-    for i in range(12):  # image i differs from the common signature in 4 i positions: pairs from 1.0 down to 0
-        signatures[i, rng.permutation(64)[: 4 * i]] = rng.integers(0, 2**32, 4 * i)
-    ids = [f"i{i:02d}" for i in range(12)]
-    table = spark.createDataFrame([(i, [int(v) for v in s]) for i, s in zip(ids, signatures, strict=True)],
-                                  "image_id string, minhash array<long>")  # fmt: skip
-    new = ids[8:]
-    pairs = spark.createDataFrame([(a, b) for a in ids for b in ids if a < b and (a in new or b in new)],
-                                  "image_id_a string, image_id_b string")  # fmt: skip
-    few = spark.sparkContext.broadcast((new, signatures[8:].astype(np.uint32)))
-    joined = rows(transform_jaccard(pairs, table, 0.5), "image_id_a", "image_id_b")
-    assert 0 < len(joined) < pairs.count()
-    assert rows(transform_jaccard_against(pairs, table, few, 64, 0.5), "image_id_a", "image_id_b") == joined
+    sets = []
+    for _ in range(25):  # families of related sets: pairs from identical to unrelated
+        base = rng.choice(50_000, 60, replace=False)
+        sets += [token_bytes(np.unique(np.concatenate([base[rng.random(60) > rng.uniform(0, 0.6)],
+                                                       rng.integers(0, 50_000, 8)]))) for _ in range(4)]  # fmt: skip
+    sets += [[b"blank"]] * 8  # eight identical images: every bucket of theirs is hot at a cap of 5
+    params = MinHashParams(num_perm=64, threshold=0.4)
+    signatures = minhash_signatures(sets, params)
+    keys = minhash_band_keys(signatures, *params.bands)
+    ids = [f"img{i:03d}" for i in rng.permutation(len(sets))]  # old and new ids interleave in order
+    new_ids = set(ids[60:100]) | set(ids[-4:])  # half the blanks are new
+    table = spark.createDataFrame(
+        [(i, [int(v) for v in s], k) for i, s, k in zip(ids, signatures, keys, strict=True)],
+        "image_id string, minhash array<long>, keys array<binary>",
+    )
+    is_new = F.col("image_id").isin(*new_ids)
+    buckets = transform_bucket_rows(table, "minhash", params.params_id)
+    new, old = buckets.where(is_new), buckets.where(~is_new)
+    found = transform_candidates(new, old, hot_bucket_size=5)
+    expected = rows(transform_jaccard(found.pairs, table, 0.5), "image_id_a", "image_id_b")
+    assert 15 < len(expected) < found.pairs.count()
+
+    columns = ["image_id", "band", "key"]
+    members = new.select(*columns).unionByName(transform_touched(new, old).select(*columns))
+    hot = transform_hot_buckets(members, 5).collect()
+    assert sorted(tuple(r) for r in hot) == sorted(tuple(r) for r in found.hot.collect())
+    assert len(hot) == params.bands[0]
+    mine = [(i, s, k) for i, s, k in zip(ids, signatures, keys, strict=True) if i in new_ids]
+    leaders = {(r["band"], bytes(r["key"])): r["leader"] for r in hot}
+    night = NightBuckets.build([m[0] for m in mine], np.stack([m[1] for m in mine]), [m[2] for m in mine], leaders)
+    scored = transform_new_pairs(members, table, spark.sparkContext.broadcast(night), 0.5)
+    assert rows(matched_pairs(scored), "image_id_a", "image_id_b") == expected
+    assert scored.agg(F.sum("candidates")).first()[0] == found.pairs.count()
 
 
 def test_components_join_chains_and_keep_groups_apart(spark) -> None:
@@ -262,7 +285,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     assert index_tables(spark, lake) == incremental
 
     # A rebuild that fails part-way leaves the tables as they were: its partitions are swapped in at the end.
-    for name in ("transform_jaccard", "transform_jaccard_against", "transform_cosine", "transform_exact_candidates"):
+    for name in ("transform_jaccard", "transform_new_pairs", "transform_cosine", "transform_exact_candidates"):
         monkeypatch.setattr(jobs.index, name, executor_lost)
     with pytest.raises(RuntimeError, match="executor lost"):
         index_near_duplicates(spark, lake, full=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 from pyspark.sql import DataFrame
 
 import jobs.nightly
-from jobs.nightly import nightly, stages
-from lakelens.config import Config, ModelsConfig, load_config
+from jobs.nightly import nightly, run_in_order, stages
+from lakelens.config import Config, ModelsConfig, NightlyConfig, load_config
 from lakelens.lake import read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, NEAR_DUP_PAIRS, RUNS, SIGNATURES, SIMILAR
@@ -35,11 +36,13 @@ def run_rows(spark, cfg: Config, run_id: str) -> list[tuple]:
 
 @pytest.fixture
 def night(cfg: Config, tmp_path: Path) -> tuple[Config, Path]:
-    """A lake with the bundled models, two annotate tasks, and a source of 12 scenes and one corrupt file."""
+    """A lake with the bundled models, two annotate tasks, stages one after another (so that a failed stage is the
+    last one a run records), and a source of 12 scenes and one corrupt file."""
     lake = dataclasses.replace(
         cfg,
         models=ModelsConfig(str(tmp_path / "models")),
         annotate=dataclasses.replace(cfg.annotate, tasks=("classify", "embed")),
+        nightly=NightlyConfig(parallel_stages=1),
     )
     install_bundled(lake.models.registry)
     generate_scenes(tmp_path / "scenes", n=12, seed=8, workers=1, dup_fraction=0.3)
@@ -127,3 +130,51 @@ def test_stages_follow_the_configured_tasks() -> None:
     two_tasks = load_config(overrides=["annotate.tasks=[classify, caption]"])
     assert stages(two_tasks) == ["ingest", "annotate", "index:near_dup"]
     assert stages(load_config()) == ["ingest", "annotate", "index:near_dup", "index:similar"]
+
+
+STAGES = ["ingest", "annotate", "index:near_dup", "index:similar"]
+
+
+class Stages:
+    """Stand-in stages that log when they start and end; ``hold`` makes annotate wait (up to 20 s) until the
+    near-duplicate stage has started, ``fail`` makes annotate raise once it has."""
+
+    def __init__(self, hold: bool = False, fail: bool = False) -> None:
+        self.log: list[str] = []
+        self.near_dup_started = threading.Event()
+        self.hold, self.fail = hold, fail
+
+    def __call__(self, stage: str) -> None:
+        self.log.append(f"start {stage}")
+        if stage == "index:near_dup":
+            self.near_dup_started.set()
+        if stage == "annotate" and (self.hold or self.fail):
+            if not self.near_dup_started.wait(20):
+                raise AssertionError("annotate and the near-duplicate index did not run side by side")
+            if self.fail:
+                raise RuntimeError("device lost")
+        self.log.append(f"end {stage}")
+
+
+def test_stages_run_side_by_side_once_the_stages_they_need_are_done(spark) -> None:
+    run = Stages(hold=True)
+    assert run_in_order(spark, STAGES, frozenset(), run, parallel=2) == STAGES
+    assert run.log.index("end ingest") < min(run.log.index("start annotate"), run.log.index("start index:near_dup"))
+    assert run.log.index("end annotate") < run.log.index("start index:similar")
+
+    one_by_one = Stages()
+    assert run_in_order(spark, STAGES, frozenset(), one_by_one, parallel=1) == STAGES
+    assert one_by_one.log == [f"{event} {stage}" for stage in STAGES for event in ("start", "end")]
+
+    resumed = Stages()
+    assert run_in_order(spark, STAGES, frozenset({"ingest", "index:near_dup"}), resumed, parallel=2) == [
+        "annotate", "index:similar",
+    ]  # fmt: skip
+
+
+def test_a_failed_stage_starts_nothing_after_it_and_the_stage_beside_it_finishes(spark) -> None:
+    run = Stages(fail=True)
+    with pytest.raises(RuntimeError, match="device lost"):
+        run_in_order(spark, STAGES, frozenset(), run, parallel=2)
+    assert "end index:near_dup" in run.log
+    assert "start index:similar" not in run.log and "end annotate" not in run.log
