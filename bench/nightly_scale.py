@@ -18,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from jobs.nightly import nightly
+from jobs.nightly import nightly, stage_job_group, stages
 from lakelens.config import load_config
 from lakelens.lake import read_table, registry_root
 from lakelens.scenes import generate_scenes
@@ -82,7 +82,9 @@ def main() -> None:
         started = time.perf_counter()
         run_id, _ = nightly(spark, cfg, str(source))
         walls.append(time.perf_counter() - started)
-        jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(label))
+        tracker = spark.sparkContext.statusTracker()
+        groups = [label] + [stage_job_group(label, stage) for stage in stages(cfg)]
+        jobs = sum(len(tracker.getJobIdsForGroup(group)) for group in groups)
         print(f"{label} run ({count} new scenes, {len(list(source.iterdir()))} in the source): {walls[-1]:.1f}s, "
               f"{jobs} Spark jobs")  # fmt: skip
         print("\n".join(stage_lines(spark, cfg, run_id)), flush=True)

@@ -106,6 +106,11 @@ def run_in_order(
     return [s for s in todo if s in ran]
 
 
+def stage_job_group(outer: str | None, stage: str) -> str:
+    """The Spark job group of a nightly stage's jobs: ``<outer>/<stage>`` inside a caller's group ``outer``."""
+    return f"{outer}/{stage}" if outer else f"nightly/{stage}"
+
+
 def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
@@ -178,8 +183,12 @@ def nightly(
     def run_recorded(stage: str) -> None:
         # A session of its own (catalog, cache and executors shared): a stage's SQL settings stay its own.
         session = spark.newSession()
-        # Under spark.scheduler.mode FAIR, stages running side by side share the executors' cores.
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", stage)
+        context = spark.sparkContext
+        # Under spark.scheduler.mode FAIR, stages running side by side share the executors' cores; a job group of
+        # the stage's own (under the caller's, if any) keeps its progress logs to its own Spark jobs.
+        context.setLocalProperty("spark.scheduler.pool", stage)
+        outer = context.getLocalProperty("spark.jobGroup.id")
+        context.setJobGroup(stage_job_group(outer, stage), f"lakelens nightly {run_id}: {stage}")
         started, clock = _now(), time.monotonic()
         try:
             result = run_stage(session, cfg, stage, source)

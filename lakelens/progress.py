@@ -21,13 +21,23 @@ def stage_progress(spark: SparkSession, label: str, total_rows: int, every_s: fl
     stage of one task says nothing). Rows done are estimated from its tasks done.
     """
     tracker = spark.sparkContext.statusTracker()
+    # Where the calling thread has a job group (jobs.nightly gives each stage one), only its jobs' stages count:
+    # another stage running beside it has stages of its own.
+    group = spark.sparkContext.getLocalProperty("spark.jobGroup.id")
     stop = threading.Event()
     started = time.monotonic()
+
+    def active_stages() -> list[int]:
+        active = tracker.getActiveStageIds()
+        if group is None:
+            return active
+        mine = {s for j in tracker.getJobIdsForGroup(group) if (job := tracker.getJobInfo(j)) for s in job.stageIds}
+        return [s for s in active if s in mine]
 
     def report() -> None:
         widest = None
         while not stop.wait(every_s):
-            infos = [tracker.getStageInfo(s) for s in (*tracker.getActiveStageIds(), widest) if s is not None]
+            infos = [tracker.getStageInfo(s) for s in (*active_stages(), widest) if s is not None]
             infos = [s for s in infos if s is not None and s.numTasks > 0]
             if not infos:
                 continue
