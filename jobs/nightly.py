@@ -81,7 +81,7 @@ def run_in_order(
     """Run each stage of ``todo`` not in ``done`` once the stages it needs (:data:`NEEDS`) are, up to ``parallel``
     at once; returns those run, in ``todo``'s order. After a failure no stage starts; those running finish, and
     the first failure is raised."""
-    finished, ran = set(done), set()
+    finished = set(done)
     running: dict[Future, str] = {}
     failure: BaseException | None = None
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="nightly-stage") as pool:
@@ -98,12 +98,11 @@ def run_in_order(
                 stage, error = running.pop(future), future.exception()
                 if error is None:
                     finished.add(stage)
-                    ran.add(stage)
                 elif failure is None:
                     failure = error
     if failure is not None:
         raise failure
-    return [s for s in todo if s in ran]
+    return [s for s in todo if s in finished and s not in done]
 
 
 def stage_job_group(outer: str | None, stage: str) -> str:
