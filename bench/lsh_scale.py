@@ -16,8 +16,8 @@ Python workers) and recall. A path whose resident set passes ``--memory-gib`` is
 swap: past its memory the kernel kills processes). Paths:
 
 - ``lakelens``: the jobs.index transforms in Spark ``local[N]``: MinHash in the signature UDF (datasketch batch
-  API), datasketch's band keys, the distributed candidate join, exact verification; SimHash buckets, exact cosine,
-  top-k, each result written to Parquet as the job writes its tables;
+  API), datasketch's band keys, the distributed candidate join (screened by the hash values' low bits), exact
+  verification; SimHash buckets, exact cosine, top-k, each result written to Parquet as the job writes its tables;
 - ``datasketch``: ``MinHash.bulk`` (10,000 sets at a time) then ``MinHashLSH`` insert all, query all, in one process;
 - ``mllib``: Spark MLlib ``MinHashLSH.approxSimilarityJoin`` on the token sets as sparse vectors, and
   ``BucketedRandomProjectionLSH.approxSimilarityJoin`` on the vectors at the planted neighbours' distance;
@@ -170,9 +170,11 @@ def kill(processes: list[psutil.Process]) -> None:
 
 
 def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarConfig) -> dict:
-    from lakelens.lsh import MinHashParams, SimHashParams
+    from lakelens.lsh import MinHashParams, SimHashParams, screen_max_differ
     from lakelens.lsh_spark import (
+        Screen,
         both_directions,
+        screen_words,
         transform_bucket_rows,
         transform_candidates,
         transform_cosine,
@@ -207,8 +209,12 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
                                     "keys": minhash_band_keys(sig, *params.bands)})  # fmt: skip
 
         signed = sets.mapInPandas(sign, "image_id string, minhash array<bigint>, keys array<binary>").cache()
-        buckets = transform_bucket_rows(signed, "minhash", params.params_id)
-        found = transform_candidates(buckets, None, 1000)
+        words = screen_words("minhash", params.num_perm).alias("screen")
+        buckets = transform_bucket_rows(
+            signed.select("image_id", "keys", words), "minhash", params.params_id, ["screen"]
+        )
+        screen = Screen(params.num_perm, screen_max_differ(params.num_perm, nd.threshold))
+        found = transform_candidates(buckets, None, 1000, screen)
         transform_jaccard(found.pairs, signed, nd.threshold).write.parquet(f"{tmp}/pairs")
         near_s = time.perf_counter() - started
 

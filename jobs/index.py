@@ -33,10 +33,12 @@ from lakelens.config import Config
 from lakelens.knn import ExactParams
 from lakelens.knn_spark import transform_exact_candidates
 from lakelens.lake import append, read_table, replace_partition
-from lakelens.lsh import MinHashParams, NightBuckets, SimHashParams
+from lakelens.lsh import MinHashParams, NightBuckets, SimHashParams, screen_max_differ
 from lakelens.lsh_spark import (
+    Screen,
     both_directions,
     matched_pairs,
+    screen_words,
     transform_bucket_rows,
     transform_candidates,
     transform_components,
@@ -69,7 +71,7 @@ log = logging.getLogger("lakelens.index")
 METHOD = "minhash-jaccard"
 # Up to this many new hash values (64 MiB as uint32: 65,536 images at 256 permutations) a run broadcasts its new
 # signatures and buckets, to pair and verify the images of the buckets they touch with numpy; larger runs pair by
-# the bucket self-join and join both signatures onto each pair in Spark.
+# the bucket self-join (screened by the hash values' low bits) and join both signatures onto each pair in Spark.
 BROADCAST_HASHES = 16 * 1024 * 1024
 
 
@@ -81,7 +83,7 @@ class NearDupCounts:
     images: int
     hashed: int
     errors: int
-    candidates: int
+    candidates: int  # verified exactly; a run through the self-join counts those past its bit screen only
     pairs_added: int
     hot_buckets: int
     groups: int
@@ -202,7 +204,7 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         if n_pending * params.num_perm <= BROADCAST_HASHES:
             paired = _pair_with_night(spark, cfg, signed, new_buckets, old_buckets, signatures, n_pending)
         else:
-            paired = _pair_all(spark, cfg, new_buckets, old_buckets, signatures, n_pending)
+            paired = _pair_all(spark, cfg, params, signed, old_buckets, signatures, n_pending)
         candidates, added, n_hot = paired.candidates, paired.added, paired.n_hot
         rows = paired.verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
         existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
@@ -259,15 +261,27 @@ class _Paired:
 
 
 def _pair_all(
-    spark: SparkSession, cfg: Config, new: DataFrame, old: DataFrame, signatures: DataFrame, n_pending: int
+    spark: SparkSession,
+    cfg: Config,
+    params: MinHashParams,
+    signed: DataFrame,
+    old: DataFrame,
+    signatures: DataFrame,
+    n_pending: int,
 ) -> _Paired:
-    """Candidate pairs by the bucket self-join, then verified by joining both signatures onto each pair: for runs
-    with too many new images to broadcast."""
-    found = transform_candidates(new, old, cfg.index.hot_bucket_size)
+    """Candidate pairs by the bucket self-join, screened there by the low bits of their hash values, then verified
+    by joining both signatures onto each pair: for runs with too many new images to broadcast. Its candidates
+    are those the screen kept (the night path counts every candidate)."""
+    threshold = cfg.index.near_dup.threshold
+    words = screen_words("minhash", params.num_perm).alias("screen")
+    new = transform_bucket_rows(signed.select("image_id", "keys", words), "minhash", params.params_id, ["screen"])
+    old = old.join(signatures.select("image_id", words), "image_id")
+    screen = Screen(params.num_perm, screen_max_differ(params.num_perm, threshold))
+    found = transform_candidates(new, old, cfg.index.hot_bucket_size, screen)
     pairs = found.pairs.cache()
     with stage_progress(spark, "near-duplicates: candidate pairs", n_pending):
         candidates = pairs.count()
-    verified = transform_jaccard(pairs, signatures, cfg.index.near_dup.threshold).cache()
+    verified = transform_jaccard(pairs, signatures, threshold).cache()
     with stage_progress(spark, "near-duplicates: verifying pairs", n_pending):
         added = verified.count()
     hot = found.hot.cache()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -96,6 +97,13 @@ def minhash_band_keys(signatures: np.ndarray, b: int, r: int) -> list[list[bytes
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """Estimated Jaccard similarity of two MinHash signatures (datasketch's ``MinHash.jaccard``)."""
     return float(np.count_nonzero(a == b)) / len(a)
+
+
+def screen_max_differ(num_perm: int, threshold: float) -> int:
+    """Most low bits (one of each hash value) in which two signatures can differ and still be verified at
+    ``threshold``: equal hash values have equal low bits, so a pair differing in more is not a near-duplicate.
+    One bit of slack covers the float rounding of the verified similarity."""
+    return num_perm - math.ceil(threshold * num_perm) + 1
 
 
 Bucket = tuple[int, bytes]  # (band, key)

@@ -5,7 +5,9 @@ verification, connected components and top-k lists. Pure DataFrame transforms; n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -19,12 +21,13 @@ from lakelens.lsh import NightBuckets
 _BUCKET = ["band", "key"]
 
 
-def transform_bucket_rows(signed: DataFrame, kind: str, params_id: str) -> DataFrame:
-    """(image_id, keys) -> lsh_buckets rows (image_id, band, key, kind, params_id); rows without keys drop out."""
+def transform_bucket_rows(signed: DataFrame, kind: str, params_id: str, keep: Sequence[str] = ()) -> DataFrame:
+    """(image_id, keys) -> lsh_buckets rows (image_id, band, key, kind, params_id) and the ``keep`` columns of each
+    row's image; rows without keys drop out."""
     return (
         signed.where(F.col("keys").isNotNull())
-        .select("image_id", F.posexplode("keys").alias("band", "key"))
-        .select("image_id", F.col("band").cast("int"), "key")
+        .select("image_id", *keep, F.posexplode("keys").alias("band", "key"))
+        .select("image_id", F.col("band").cast("int"), "key", *keep)
         .withColumns({"kind": F.lit(kind), "params_id": F.lit(params_id)})
     )
 
@@ -38,7 +41,44 @@ class Candidates:
     hot: DataFrame
 
 
-def transform_candidates(new: DataFrame, old: DataFrame | None, hot_bucket_size: int) -> Candidates:
+@dataclass(frozen=True)
+class Screen:
+    """A lossless pre-filter of MinHash candidates inside the bucket join: bucket rows carry the low bit of each of
+    their image's hash values (:func:`screen_words`, column ``screen``), and a pair differing in more than
+    ``max_differ`` of them (:func:`lakelens.lsh.screen_max_differ`) is dropped before it is ever a row. Unrelated
+    images that share a bucket by chance agree in about half of those bits: nearly all such pairs go, and pairs,
+    not signatures, are what a large build spends its time shuffling."""
+
+    num_perm: int
+    max_differ: int
+
+    def keeps(self) -> Column:
+        differ = [
+            F.bit_count(F.col("a.screen")[i].bitwiseXOR(F.col("b.screen")[i])) for i in range(_words(self.num_perm))
+        ]
+        return functools.reduce(operator.add, differ) <= self.max_differ
+
+
+def _words(num_perm: int) -> int:
+    return -(-num_perm // 64)
+
+
+def screen_words(minhash: str, num_perm: int) -> Column:
+    """The low bit of each of a signature's ``num_perm`` hash values, 64 to a long (array<long>)."""
+    words = [
+        F.aggregate(
+            F.slice(minhash, 64 * i + 1, 64),
+            F.lit(0).cast("long"),
+            lambda acc, value: F.shiftleft(acc, 1).bitwiseOR(value.bitwiseAND(F.lit(1))),
+        )
+        for i in range(_words(num_perm))
+    ]
+    return F.array(*words)
+
+
+def transform_candidates(
+    new: DataFrame, old: DataFrame | None, hot_bucket_size: int, screen: Screen | None = None
+) -> Candidates:
     """Candidate pairs with at least one image of ``new``, from the buckets ``new`` touches.
 
     Args:
@@ -46,13 +86,17 @@ def transform_candidates(new: DataFrame, old: DataFrame | None, hot_bucket_size:
         old: bucket rows of the images indexed before (same kind and params, none of ``new``); None for a full build.
         hot_bucket_size: a bucket with more images pairs each with the bucket's smallest image_id (its leader)
             only, so that thousands of identical images (a blank frame) cost n pairs, not n^2 / 2.
+        screen: when given, both ``new`` and ``old`` carry a ``screen`` column and only the candidates it keeps
+            come out (a subset that holds every pair verification would keep).
     """
 
     # Buckets are found by a 64-bit hash of (band, key): Spark sorts and joins on a long far faster than on binary
     # keys (5x here). Pairs are then kept only where band and key are equal too, so a hash collision (odds about
     # n^2 / 2^65 for n bucket rows) adds no pair; at worst two buckets count as one against the cap.
+    carried = ["screen"] if screen else []
+
     def hashed(rows: DataFrame) -> DataFrame:
-        return rows.select("image_id", *_BUCKET, F.xxhash64(*_BUCKET).alias("bucket"))
+        return rows.select("image_id", *_BUCKET, *carried, F.xxhash64(*_BUCKET).alias("bucket"))
 
     members = hashed(new).withColumn("is_new", F.lit(True))
     if old is not None:
@@ -67,12 +111,13 @@ def transform_candidates(new: DataFrame, old: DataFrame | None, hot_bucket_size:
     hot_size = F.col("size") > hot_bucket_size
     left = shared.where(~hot_size | (F.col("image_id") == F.col("leader"))).alias("a")
     right = shared.where(~hot_size | (F.col("image_id") != F.col("leader"))).alias("b")
-    paired = left.join(right, "bucket").where(
+    same = (
         (F.col("a.image_id") < F.col("b.image_id"))
         & (F.col("a.is_new") | F.col("b.is_new"))
         & (F.col("a.band") == F.col("b.band"))
         & (F.col("a.key") == F.col("b.key"))
     )
+    paired = left.join(right, "bucket").where(same & screen.keeps() if screen else same)
     pairs = paired.select(F.col("a.image_id").alias("image_id_a"), F.col("b.image_id").alias("image_id_b"))
     hot = tagged.where(hot_size)
     return Candidates(

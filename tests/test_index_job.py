@@ -21,9 +21,11 @@ from jobs.ingest import ingest
 from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
 from lakelens.lake import append, read_table
-from lakelens.lsh import MinHashParams, NightBuckets, minhash_band_keys, minhash_signatures
+from lakelens.lsh import MinHashParams, NightBuckets, minhash_band_keys, minhash_signatures, screen_max_differ
 from lakelens.lsh_spark import (
+    Screen,
     matched_pairs,
+    screen_words,
     transform_bucket_rows,
     transform_candidates,
     transform_components,
@@ -129,6 +131,68 @@ def test_pairing_against_a_broadcast_of_the_night_equals_the_self_join_and_its_v
     scored = transform_new_pairs(members, table, spark.sparkContext.broadcast(night), 0.5)
     assert rows(matched_pairs(scored), "image_id_a", "image_id_b") == expected
     assert scored.agg(F.sum("candidates")).first()[0] == found.pairs.count()
+
+
+def screened_candidates(table: DataFrame, params: MinHashParams, threshold: float) -> DataFrame:
+    words = screen_words("minhash", params.num_perm).alias("screen")
+    buckets = transform_bucket_rows(table.select("image_id", "keys", words), "minhash", params.params_id, ["screen"])
+    screen = Screen(params.num_perm, screen_max_differ(params.num_perm, threshold))
+    return transform_candidates(buckets, None, hot_bucket_size=1000, screen=screen).pairs
+
+
+def signature_table(spark, ids: list[str], signatures: np.ndarray, params: MinHashParams) -> DataFrame:
+    keys = minhash_band_keys(signatures, *params.bands)
+    return spark.createDataFrame(
+        [(i, [int(v) for v in s], k) for i, s, k in zip(ids, signatures, keys, strict=True)],
+        "image_id string, minhash array<long>, keys array<binary>",
+    )
+
+
+def test_the_bit_screen_drops_candidates_but_no_pair_that_verification_keeps(spark) -> None:
+    rng = np.random.default_rng(11)
+    params = MinHashParams(num_perm=128, threshold=0.5)
+    b, r = params.bands
+    signatures, ids = [], []
+    for n in range(40):
+        base = rng.integers(0, 2**32 - 1, 128, dtype=np.uint32)
+        near = np.where(rng.random(128) < 0.2, rng.integers(0, 2**32 - 1, 128, dtype=np.uint32), base)
+        chance = rng.integers(0, 2**32 - 1, 128, dtype=np.uint32)  # unrelated, sharing one band by chance
+        band = n % b
+        chance[band * r : (band + 1) * r] = base[band * r : (band + 1) * r]
+        signatures += [base, near, chance]
+        ids += [f"base{n:02d}", f"near{n:02d}", f"chance{n:02d}"]
+    table = signature_table(spark, ids, np.stack(signatures), params)
+    candidates = transform_candidates(transform_bucket_rows(table, "minhash", params.params_id), None, 1000).pairs
+    screened = screened_candidates(table, params, 0.6)
+    expected = rows(transform_jaccard(candidates, table, 0.6), "image_id_a", "image_id_b")
+    assert rows(transform_jaccard(screened, table, 0.6), "image_id_a", "image_id_b") == expected
+    assert len(expected) >= 35
+    assert screened.count() < candidates.count() * 0.6
+    assert set(rows(screened, "image_id_a")) <= set(rows(candidates, "image_id_a"))
+
+
+@pytest.mark.parametrize("num_perm", [128, 100])
+def test_the_bit_screen_keeps_a_pair_at_the_threshold_whose_other_hash_values_all_differ_in_their_low_bit(
+    spark, num_perm: int
+) -> None:
+    # Worst case for the screen: every unequal hash value differs in its low bit too. Band 0 stays equal, so every
+    # copy is a candidate of the original.
+    params = MinHashParams(num_perm=num_perm, threshold=0.5)
+    b, r = params.bands
+    original = np.random.default_rng(2).integers(0, 2**32 - 1, num_perm, dtype=np.uint32)
+    flipped = {}
+    for changed in range(num_perm // 2 - 2, num_perm // 2 + 3):
+        copy = original.copy()
+        copy[num_perm - changed :] ^= 1
+        flipped[f"copy{changed:03d}"] = copy
+    table = signature_table(spark, ["base", *flipped], np.stack([original, *flipped.values()]), params)
+    screened = screened_candidates(table, params, 0.5)
+    similarity = {i: float(np.float32(np.mean(s == original))) for i, s in flipped.items()}
+    expected = {("base", i, sim) for i, sim in similarity.items() if sim >= 0.5}
+    assert {p for p in rows(transform_jaccard(screened, table, 0.5), "image_id_b") if p[0] == "base"} == expected
+    # every copy within the screen's slack comes out of the join; the next one does not
+    kept = {p[1] for p in rows(screened, "image_id_a") if p[0] == "base"}
+    assert kept == {i for i in flipped if int(i[4:]) <= screen_max_differ(num_perm, 0.5)}
 
 
 def test_components_join_chains_and_keep_groups_apart(spark) -> None:
