@@ -6,14 +6,14 @@ Synthetic data with planted answers, made from one seed per size:
   rare), where one image in ten is a near-duplicate of another (a tenth of its tokens replaced: Jaccard ~0.82);
 - unit embedding vectors (64-d), where one image in ten has a planted neighbour at cosine ~0.95.
 
-SimHash settings grow with the size, as LSH needs them to (``--sim-shape auto``): ``ceil(log2(n))`` bits a band keep
-the unrelated pairs sharing a band to a few an image (a scored pair costs about four bucket rows here), and the
-bands are the fewest that find a cosine-0.95 neighbour with probability 0.96 (21 x 18 at 250,000, 26 x 20 at
-1,000,000).
+SimHash settings grow with the size, as LSH needs them to (``--sim-shape auto``): for each number of rows (bits a
+band) from ``ceil(log2(n))`` up, the fewest bands that find a cosine-0.95 neighbour with probability 0.96; of those
+shapes the one with the least expected work (a bucket row a band, and the unrelated images sharing its bucket by
+chance, a scored pair costing about six bucket rows here: 32 x 22 at 250,000, 40 x 24 at 1,000,000).
 
-Per size and path: wall time, peak memory (resident set of this process and its children: the JVM and the
-Python workers) and recall. A path whose resident set passes ``--memory-gib`` is stopped there (this machine has no
-swap: past its memory the kernel kills processes). Paths:
+Per size and path: wall time, peak memory (anonymous resident memory of this process and its children: the JVM and
+the Python workers; not memory-mapped files) and recall. A path whose memory passes ``--memory-gib`` is stopped
+there (this machine has no swap: past its memory the kernel kills processes). Paths:
 
 - ``lakelens``: the jobs.index transforms in Spark ``local[N]``: MinHash in the signature UDF (datasketch batch
   API), datasketch's band keys, the distributed candidate join (screened by the hash values' low bits), exact
@@ -73,8 +73,10 @@ def vectors(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return v / np.linalg.norm(v, axis=1, keepdims=True), pairs
 
 
-def exact_top10(v: np.ndarray, queries: np.ndarray, block: int = 4096) -> np.ndarray:
-    """The exact top 10 (by cosine, self excluded) of each query row of ``v``."""
+def exact_top10(v: np.ndarray, queries: np.ndarray, scores_bytes: int = 1 << 28) -> np.ndarray:
+    """The exact top 10 (by cosine, self excluded) of each query row of ``v``, in blocks of queries whose scores
+    take at most ``scores_bytes`` (at 1,000,000 rows a block of 4,096 would take 16 GiB)."""
+    block = max(1, scores_bytes // (4 * len(v)))
     out = np.empty((len(queries), 10), np.int64)
     for start in range(0, len(queries), block):
         q = queries[start : start + block]
@@ -112,11 +114,25 @@ def recall_at_10(top: np.ndarray, truth: np.ndarray, sample: np.ndarray, n: int)
     return float(np.isin(wanted, listed).mean())
 
 
-def simhash_shape(n: int, cosine: float = 0.95, recall: float = 0.96) -> tuple[int, int]:
-    """(bands, rows) for ``n`` images: rows grow with log2(n); the fewest bands that find ``cosine`` at ``recall``."""
-    rows = max(8, int(np.ceil(np.log2(n))))
-    p = (1 - np.arccos(cosine) / np.pi) ** rows
-    return int(np.ceil(np.log(1 - recall) / np.log(1 - p))), rows
+def simhash_shape(n: int, cosine: float = 0.95, recall: float = 0.96, pair_cost: float = 6.0) -> tuple[int, int]:
+    """(bands, rows) for ``n`` images: of the shapes whose fewest bands find ``cosine`` at ``recall``, the one with
+    the least work an image: a bucket row a band, plus the unrelated images sharing that bucket by chance
+    (``n / 2**rows``, half of them this image's to score), each scored pair costing ``pair_cost`` bucket rows."""
+
+    def shape(rows: int) -> tuple[int, int]:
+        p = (1 - np.arccos(cosine) / np.pi) ** rows
+        return int(np.ceil(np.log(1 - recall) / np.log(1 - p))), rows
+
+    def work(bands: int, rows: int) -> float:
+        return bands * (1 + pair_cost * n / 2**rows / 2)
+
+    least = max(8, int(np.ceil(np.log2(n))))
+    return min((shape(rows) for rows in range(least, least + 8)), key=lambda s: work(*s))
+
+
+def rows_of(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    """An [n, d] array as n Arrow lists of d values, without a Python object per row."""
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1])
 
 
 def read_ids(path: str, columns: list[str]) -> np.ndarray:
@@ -126,7 +142,9 @@ def read_ids(path: str, columns: list[str]) -> np.ndarray:
 
 
 class PeakMemory:
-    """Peak resident memory of this process and its children, sampled every 0.2 s while in the block.
+    """Peak resident anonymous memory of this process and its children, sampled every 0.2 s while in the block:
+    file-backed pages (Spark's memory-mapped shuffle files, libraries) are left out, since the kernel drops them
+    under pressure rather than run out of memory.
 
     Past ``limit`` bytes the children are killed and ``over`` is set: with no swap, the kernel would otherwise pick
     what to kill.
@@ -148,7 +166,8 @@ class PeakMemory:
             total = 0
             for p in [me, *children]:
                 try:
-                    total += p.memory_info().rss
+                    used = p.memory_info()
+                    total += used.rss - used.shared
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
@@ -190,10 +209,10 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
                                      f"spark.conf.spark.sql.shuffle.partitions={4 * cores}"])  # fmt: skip
         ids = np.char.mod("%08d", np.arange(n))
         tokens, planted = token_sets(n, seed)
-        pq.write_table(pa.table({"image_id": ids, "tokens": list(tokens)}), f"{tmp}/tokens.parquet")
+        pq.write_table(pa.table({"image_id": ids, "tokens": rows_of(tokens)}), f"{tmp}/tokens.parquet")
         del tokens
         vecs, neighbours = vectors(n, seed)
-        pq.write_table(pa.table({"image_id": ids, "vector": list(vecs)}), f"{tmp}/vectors.parquet")
+        pq.write_table(pa.table({"image_id": ids, "vector": rows_of(vecs)}), f"{tmp}/vectors.parquet")
         del ids
         spark = build_session(cfg)
         params = MinHashParams(num_perm=nd.num_perm, seed=nd.seed, threshold=nd.lsh_threshold, recipe=nd.recipe)
@@ -217,6 +236,7 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
         found = transform_candidates(buckets, None, 1000, screen)
         transform_jaccard(found.pairs, signed, nd.threshold).write.parquet(f"{tmp}/pairs")
         near_s = time.perf_counter() - started
+        print(json.dumps({"size": n, "path": "lakelens", "near_dup_s": near_s, "similar": "next"}), flush=True)
 
         started = time.perf_counter()
         params = SimHashParams(model="bench", dim=DIM, bands=sim.bands, rows=sim.rows, seed=sim.seed)
@@ -336,7 +356,7 @@ def main() -> None:
     parser.add_argument("--sim-shape", default="auto", help="SimHash BANDSxROWS, or auto: grown with the size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit-s", type=float, default=1800)
-    parser.add_argument("--memory-gib", type=float, default=21, help="stop a path whose resident set passes this")
+    parser.add_argument("--memory-gib", type=float, default=21, help="stop a path whose memory passes this")
     args = parser.parse_args()
     nd = load_config().index.near_dup
     similar = load_config().index.similar
