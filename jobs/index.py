@@ -73,6 +73,8 @@ METHOD = "minhash-jaccard"
 # signatures and buckets, to pair and verify the images of the buckets they touch with numpy; larger runs pair by
 # the bucket self-join (screened by the hash values' low bits) and join both signatures onto each pair in Spark.
 BROADCAST_HASHES = 16 * 1024 * 1024
+# Up to this many new pairs, the groups they link are connected in one task (scipy), not by label propagation.
+ONE_TASK_PAIRS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
         _write_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS, full, params_id=pid)
         if added and not full:
-            merge_groups(spark, cfg, pid, paired.verified)
+            merge_groups(spark, cfg, pid, paired.verified, one_task=added <= ONE_TASK_PAIRS)
         if n_hot:
             log.warning("near-duplicates: %d hot buckets (over %d images) linked to their leader only; see %s",
                         n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
@@ -317,10 +319,13 @@ def _pair_with_night(
     )  # fmt: skip
 
 
-def merge_groups(spark: SparkSession, cfg: Config, params_id: str, new_pairs: DataFrame) -> None:
-    """Update ``dup_groups`` of ``params_id`` for the pairs a run added: only the groups they touch change."""
+def merge_groups(
+    spark: SparkSession, cfg: Config, params_id: str, new_pairs: DataFrame, one_task: bool = False
+) -> None:
+    """Update ``dup_groups`` of ``params_id`` for the pairs a run added: only the groups they touch change
+    (``one_task``: their links are few enough to connect in one task)."""
     before = read_table(spark, cfg, DUP_GROUPS).where(F.col("params_id") == params_id)
-    groups = transform_merged_groups(before, new_pairs)
+    groups = transform_merged_groups(before, new_pairs, one_task)
     replace_partition(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS, params_id=params_id)
 
 

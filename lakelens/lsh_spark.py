@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from lakelens.graph import components_frame
 from lakelens.lsh import NightBuckets
 
 _BUCKET = ["band", "key"]
@@ -221,7 +222,7 @@ def both_directions(pairs: DataFrame, score: str) -> DataFrame:
     return forward.unionByName(backward)
 
 
-def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame) -> DataFrame:
+def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame, one_task: bool = False) -> DataFrame:
     """The groups (image_id, group_id, group_size) of a pair graph after ``new_pairs`` join it, from its groups
     before (the components of the old pairs, as :func:`transform_components` gives them): the components of all
     pairs, computed only over the groups the new pairs touch.
@@ -229,6 +230,8 @@ def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame) -> DataFram
     Each image of a new pair stands for its group (by its group_id, itself where it has none); the components of
     those stand-ins merge groups, and the smallest group_id of a merge is the smallest image_id in it. Images no new
     pair reaches keep their rows; an image first met in a pair joins as a group of its own before merging.
+    ``one_task``: the stand-ins' components in one task (:func:`transform_components_in_one_task`), for a night's
+    few new pairs.
     """
 
     def stand_in(side: str) -> DataFrame:
@@ -244,7 +247,8 @@ def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame) -> DataFram
         )
         .where(F.col("image_id_a") != F.col("image_id_b"))
     )
-    moves = transform_components(links).select(F.col("image_id").alias("stand_in"), F.col("group_id").alias("into"))
+    components = transform_components_in_one_task if one_task else transform_components
+    moves = components(links).select(F.col("image_id").alias("stand_in"), F.col("group_id").alias("into"))
     # Every member under its stand-in: old groups by group_id, and the stand-ins that had no group (themselves).
     members = (
         groups.select("image_id", F.col("group_id").alias("stand_in"))
@@ -290,6 +294,22 @@ def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
     else:
         raise RuntimeError(f"connected components did not settle in {max_rounds} rounds")
     return _with_group_sizes(labels.select("image_id", F.col("label").alias("group_id")))
+
+
+def transform_components_in_one_task(pairs: DataFrame) -> DataFrame:
+    """:func:`transform_components` of a graph small enough for one task's memory (a night's links between
+    groups): one job where label propagation takes a few rounds of several jobs each."""
+
+    def components(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        whole = [frame for frame in frames if len(frame)]
+        if whole:
+            yield components_frame(pd.concat(whole, ignore_index=True))
+
+    return (
+        pairs.select("image_id_a", "image_id_b")
+        .repartition(1)
+        .mapInPandas(components, "image_id string, group_id string, group_size long")
+    )
 
 
 def _with_group_sizes(labelled: DataFrame) -> DataFrame:

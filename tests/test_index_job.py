@@ -29,6 +29,7 @@ from lakelens.lsh_spark import (
     transform_bucket_rows,
     transform_candidates,
     transform_components,
+    transform_components_in_one_task,
     transform_hot_buckets,
     transform_jaccard,
     transform_merged_groups,
@@ -195,18 +196,20 @@ def test_the_bit_screen_keeps_a_pair_at_the_threshold_whose_other_hash_values_al
     assert kept == {i for i in flipped if int(i[4:]) <= screen_max_differ(num_perm, 0.5)}
 
 
-def test_components_join_chains_and_keep_groups_apart(spark) -> None:
+@pytest.mark.parametrize("components", [transform_components, transform_components_in_one_task])
+def test_components_join_chains_and_keep_groups_apart(spark, components) -> None:
     pairs = spark.createDataFrame(
         [("a", "b"), ("b", "c"), ("c", "d"), ("e", "f"), ("x", "y"), ("w", "x")], "image_id_a string, image_id_b string"
     )
-    groups = transform_components(pairs)
+    groups = components(pairs)
     assert rows(groups, "image_id") == [
         ("a", "a", 4), ("b", "a", 4), ("c", "a", 4), ("d", "a", 4), ("e", "e", 2), ("f", "e", 2),
         ("w", "w", 3), ("x", "w", 3), ("y", "w", 3),
     ]  # fmt: skip
 
 
-def test_merging_new_pairs_into_groups_equals_the_components_of_all_pairs(spark) -> None:
+@pytest.mark.parametrize("one_task", [False, True])
+def test_merging_new_pairs_into_groups_equals_the_components_of_all_pairs(spark, one_task: bool) -> None:
     schema = "image_id_a string, image_id_b string"
     old = [("b", "c"), ("c", "d"), ("f", "g"), ("m", "n"), ("p", "q")]
     new = [
@@ -217,10 +220,10 @@ def test_merging_new_pairs_into_groups_equals_the_components_of_all_pairs(spark)
         ("b", "d"),  # a pair inside one old group
     ]  # fmt: skip
     before = transform_components(spark.createDataFrame(old, schema))
-    merged = transform_merged_groups(before, spark.createDataFrame(new, schema))
+    merged = transform_merged_groups(before, spark.createDataFrame(new, schema), one_task)
     assert rows(merged, "image_id") == rows(transform_components(spark.createDataFrame(old + new, schema)), "image_id")
     assert ("p", "p", 2) in rows(merged, "image_id")  # untouched
-    nothing_new = transform_merged_groups(before, spark.createDataFrame([("q", "p")], schema))
+    nothing_new = transform_merged_groups(before, spark.createDataFrame([("q", "p")], schema), one_task)
     assert rows(nothing_new, "image_id") == rows(before, "image_id")
 
 
