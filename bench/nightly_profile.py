@@ -88,8 +88,11 @@ def main() -> None:
     api = f"http://127.0.0.1:{UI_PORT}/api/v1/applications/{sc.applicationId}/jobs"
     listed = [j for j in json.load(urllib.request.urlopen(api)) if "completionTime" in j]
     for stage, begun, ended in stages:
+        # Stages run side by side: a job is the stage's by its job group, within the stage's time.
+        group = jobs.nightly.stage_job_group(None, stage)
         mine = sorted(
-            (j for j in listed if begun <= spark_time(j["submissionTime"]) <= ended), key=lambda j: j["jobId"]
+            (j for j in listed if j.get("jobGroup") == group and begun <= spark_time(j["submissionTime"]) <= ended),
+            key=lambda j: j["jobId"],
         )
         print(f"== {stage}: {ended - begun:.2f}s, {len(mine)} jobs")
         for j in mine:
