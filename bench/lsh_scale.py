@@ -191,11 +191,10 @@ def kill(processes: list[psutil.Process]) -> None:
 
 
 def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarConfig) -> dict:
-    from lakelens.lsh import MinHashParams, SimHashParams, screen_max_differ
+    from lakelens.lsh import MinHashParams, SimHashParams
     from lakelens.lsh_spark import (
         Screen,
         both_directions,
-        screen_words,
         transform_bucket_rows,
         transform_candidates,
         transform_cosine,
@@ -230,12 +229,8 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
                                     "keys": minhash_band_keys(sig, *params.bands)})  # fmt: skip
 
         signed = sets.mapInPandas(sign, "image_id string, minhash array<bigint>, keys array<binary>").cache()
-        words = screen_words("minhash", params.num_perm).alias("screen")
-        buckets = transform_bucket_rows(
-            signed.select("image_id", "keys", words), "minhash", params.params_id, ["screen"]
-        )
-        screen = Screen(params.num_perm, screen_max_differ(params.num_perm, nd.threshold))
-        found = transform_candidates(buckets, None, 1000, screen)
+        screen = Screen.at(params.num_perm, nd.threshold)
+        found = transform_candidates(screen.bucket_rows(signed, params.params_id), None, 1000, screen)
         transform_jaccard(found.pairs, signed, nd.threshold).write.parquet(f"{tmp}/pairs")
         near_s = time.perf_counter() - started
         print(json.dumps({"size": n, "path": "lakelens", "near_dup_s": near_s, "similar": "next"}), flush=True)

@@ -33,12 +33,11 @@ from lakelens.config import Config
 from lakelens.knn import ExactParams
 from lakelens.knn_spark import transform_exact_candidates
 from lakelens.lake import append, read_table, replace_partition
-from lakelens.lsh import MinHashParams, NightBuckets, SimHashParams, screen_max_differ
+from lakelens.lsh import MinHashParams, NightBuckets, SimHashParams
 from lakelens.lsh_spark import (
     Screen,
     both_directions,
     matched_pairs,
-    screen_words,
     transform_bucket_rows,
     transform_candidates,
     transform_components,
@@ -275,10 +274,9 @@ def _pair_all(
     by joining both signatures onto each pair: for runs with too many new images to broadcast. Its candidates
     are those the screen kept (the night path counts every candidate)."""
     threshold = cfg.index.near_dup.threshold
-    words = screen_words("minhash", params.num_perm).alias("screen")
-    new = transform_bucket_rows(signed.select("image_id", "keys", words), "minhash", params.params_id, ["screen"])
-    old = old.join(signatures.select("image_id", words), "image_id")
-    screen = Screen(params.num_perm, screen_max_differ(params.num_perm, threshold))
+    screen = Screen.at(params.num_perm, threshold)
+    new = screen.bucket_rows(signed, params.params_id)
+    old = old.join(signatures.select("image_id", screen.words()), "image_id")
     found = transform_candidates(new, old, cfg.index.hot_bucket_size, screen)
     pairs = found.pairs.cache()
     with stage_progress(spark, "near-duplicates: candidate pairs", n_pending):

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from lakelens.graph import components_frame
-from lakelens.lsh import NightBuckets
+from lakelens.lsh import NightBuckets, screen_max_differ
 
 _BUCKET = ["band", "key"]
 
@@ -45,36 +45,42 @@ class Candidates:
 @dataclass(frozen=True)
 class Screen:
     """A lossless pre-filter of MinHash candidates inside the bucket join: bucket rows carry the low bit of each of
-    their image's hash values (:func:`screen_words`, column ``screen``), and a pair differing in more than
-    ``max_differ`` of them (:func:`lakelens.lsh.screen_max_differ`) is dropped before it is ever a row. Unrelated
-    images that share a bucket by chance agree in about half of those bits: nearly all such pairs go, and pairs,
-    not signatures, are what a large build spends its time shuffling."""
+    their image's hash values (:meth:`words`, column ``screen``), and a pair differing in more than ``max_differ``
+    of them (:func:`lakelens.lsh.screen_max_differ`) is dropped before it is ever a row. Unrelated images that
+    share a bucket by chance agree in about half of those bits: nearly all such pairs go, and pairs, not
+    signatures, are what a large build spends its time shuffling."""
 
     num_perm: int
     max_differ: int
 
-    def keeps(self) -> Column:
-        differ = [
-            F.bit_count(F.col("a.screen")[i].bitwiseXOR(F.col("b.screen")[i])) for i in range(_words(self.num_perm))
+    @classmethod
+    def at(cls, num_perm: int, threshold: float) -> Screen:
+        """The screen of signatures of ``num_perm`` hash values verified at ``threshold``."""
+        return cls(num_perm, screen_max_differ(num_perm, threshold))
+
+    def words(self, minhash: str = "minhash") -> Column:
+        """Column ``screen``: the low bit of each hash value of ``minhash``, 64 to a long (array<long>)."""
+        words = [
+            F.aggregate(
+                F.slice(minhash, 64 * i + 1, 64),
+                F.lit(0).cast("long"),
+                lambda acc, value: F.shiftleft(acc, 1).bitwiseOR(value.bitwiseAND(F.lit(1))),
+            )
+            for i in range(self._count)
         ]
+        return F.array(*words).alias("screen")
+
+    def bucket_rows(self, signed: DataFrame, params_id: str) -> DataFrame:
+        """:func:`transform_bucket_rows` of (image_id, minhash, keys), each row with its image's ``screen``."""
+        return transform_bucket_rows(signed.select("image_id", "keys", self.words()), "minhash", params_id, ["screen"])
+
+    def keeps(self) -> Column:
+        differ = [F.bit_count(F.col("a.screen")[i].bitwiseXOR(F.col("b.screen")[i])) for i in range(self._count)]
         return functools.reduce(operator.add, differ) <= self.max_differ
 
-
-def _words(num_perm: int) -> int:
-    return -(-num_perm // 64)
-
-
-def screen_words(minhash: str, num_perm: int) -> Column:
-    """The low bit of each of a signature's ``num_perm`` hash values, 64 to a long (array<long>)."""
-    words = [
-        F.aggregate(
-            F.slice(minhash, 64 * i + 1, 64),
-            F.lit(0).cast("long"),
-            lambda acc, value: F.shiftleft(acc, 1).bitwiseOR(value.bitwiseAND(F.lit(1))),
-        )
-        for i in range(_words(num_perm))
-    ]
-    return F.array(*words)
+    @property
+    def _count(self) -> int:
+        return -(-self.num_perm // 64)
 
 
 def transform_candidates(

@@ -25,7 +25,6 @@ from lakelens.lsh import MinHashParams, NightBuckets, minhash_band_keys, minhash
 from lakelens.lsh_spark import (
     Screen,
     matched_pairs,
-    screen_words,
     transform_bucket_rows,
     transform_candidates,
     transform_components,
@@ -135,10 +134,8 @@ def test_pairing_against_a_broadcast_of_the_night_equals_the_self_join_and_its_v
 
 
 def screened_candidates(table: DataFrame, params: MinHashParams, threshold: float) -> DataFrame:
-    words = screen_words("minhash", params.num_perm).alias("screen")
-    buckets = transform_bucket_rows(table.select("image_id", "keys", words), "minhash", params.params_id, ["screen"])
-    screen = Screen(params.num_perm, screen_max_differ(params.num_perm, threshold))
-    return transform_candidates(buckets, None, hot_bucket_size=1000, screen=screen).pairs
+    screen = Screen.at(params.num_perm, threshold)
+    return transform_candidates(screen.bucket_rows(table, params.params_id), None, 1000, screen=screen).pairs
 
 
 def signature_table(spark, ids: list[str], signatures: np.ndarray, params: MinHashParams) -> DataFrame:
