@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import ANNOTATE_TASKS, AnnotateConfig, Config
-from lakelens.lake import append, read_table, registry_root, staged
+from lakelens.lake import append_each, read_table, registry_root, staged
 from lakelens.progress import stage_progress
 from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, IMAGES, LABELS, SEGMENTS, TableSpec
 from lakelens.spark import build_session, session_conf
@@ -200,9 +200,10 @@ def annotate(spark: SparkSession, cfg: Config, tasks: Sequence[str]) -> Annotate
             made = annotated.agg(F.count("*").alias("rows"), *[F.count(f"{t}__model").alias(t) for t in todo]).first()
             if made["rows"] != n_pending or any(made[t] != counted[t] for t in todo):
                 raise RuntimeError(f"annotate: {n_pending} images went in but the pass gave {made.asDict()}")
-            for t in todo:
-                if counted[t]:
-                    append(transform_task_rows(annotated, t, tables[t], annotated_at), cfg, tables[t])
+            append_each(
+                [(transform_task_rows(annotated, t, tables[t], annotated_at), tables[t]) for t in todo if counted[t]],
+                cfg,
+            )
     finally:
         flags.unpersist()
         for spec in specs.values():

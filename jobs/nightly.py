@@ -10,10 +10,11 @@ finished run is followed by a new one, which finds nothing new and changes no ta
 from __future__ import annotations
 
 import logging
+import queue
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -76,30 +77,55 @@ def transform_resume(runs: DataFrame, source: str, config_hash: str) -> Resume |
 
 
 def run_in_order(
-    spark: SparkSession, todo: Sequence[str], done: frozenset[str], run: Callable[[str], None], parallel: int
+    spark: SparkSession,
+    todo: Sequence[str],
+    done: frozenset[str],
+    run: Callable[[str, Callable[[], None]], None],
+    parallel: int,
 ) -> list[str]:
     """Run each stage of ``todo`` not in ``done`` once the stages it needs (:data:`NEEDS`) are, up to ``parallel``
     at once; returns those run, in ``todo``'s order. After a failure no stage starts; those running finish, and
-    the first failure is raised."""
+    the first failure is raised.
+
+    ``run(stage, ready)`` calls ``ready()`` once the stage's tables are complete: the stages that need them start
+    then, while it writes its bookkeeping (its ``runs`` row), which ``parallel`` does not count.
+    """
     finished = set(done)
-    running: dict[Future, str] = {}
+    working: set[str] = set()  # started, tables not complete yet
+    started: set[str] = set()
+    alive = 0  # threads not ended: working, or writing their bookkeeping
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="nightly-stage") as pool:
+    events: queue.SimpleQueue[tuple[str, str, BaseException | None]] = queue.SimpleQueue()
+
+    def body(stage: str) -> None:
+        try:
+            run(stage, lambda: events.put((stage, "ready", None)))
+        except BaseException as exc:
+            events.put((stage, "failed", exc))
+        finally:
+            events.put((stage, "ended", None))
+
+    with ThreadPoolExecutor(max_workers=len(todo) or 1, thread_name_prefix="nightly-stage") as pool:
         while True:
-            waiting = [s for s in todo if s not in finished and s not in running.values()]
+            waiting = [s for s in todo if s not in finished and s not in started]
             ready = [s for s in waiting if all(n in finished for n in NEEDS[s] if n in todo)]
-            for stage in ready[: parallel - len(running)] if failure is None else []:
+            for stage in ready[: parallel - len(working)] if failure is None else []:
+                started.add(stage)
+                working.add(stage)
+                alive += 1
                 # The caller's Spark job group and other local properties go with the stage into its thread.
-                running[pool.submit(inheritable_thread_target(spark)(run), stage)] = stage
-            if not running:
+                pool.submit(inheritable_thread_target(spark)(body), stage)
+            if not alive:
                 break
-            completed, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in completed:
-                stage, error = running.pop(future), future.exception()
-                if error is None:
-                    finished.add(stage)
-                elif failure is None:
-                    failure = error
+            stage, event, error = events.get()
+            if event == "ready":
+                working.discard(stage)
+                finished.add(stage)
+            elif event == "failed":
+                working.discard(stage)
+                failure = failure or error
+            else:
+                alive -= 1
     if failure is not None:
         raise failure
     return [s for s in todo if s in finished and s not in done]
@@ -162,8 +188,9 @@ def nightly(
 
     A stage that fails is recorded as failed, and its exception goes on up: no stage starts after it (one running
     beside it finishes).
-    Each stage's row is written once it is done: a crash in a stage leaves that stage to be redone, and stages are
-    incremental, so redoing one adds nothing twice.
+    Each stage's row is written once it is done (the stages that need its tables start meanwhile): a crash in a
+    stage, or before its row, leaves that stage to be redone, and stages are incremental, so redoing one adds
+    nothing twice.
     """
     config_hash, source = cfg.digest(), normalise_uri(source)
     runs = read_table(spark, cfg, RUNS) if has_rows(spark, cfg, RUNS) else None
@@ -179,7 +206,7 @@ def nightly(
     for stage in sorted(done):
         log.info("nightly: %s already done in this run", stage)
 
-    def run_recorded(stage: str) -> None:
+    def run_recorded(stage: str, ready: Callable[[], None]) -> None:
         # A session of its own (catalog, cache and executors shared): a stage's SQL settings stay its own.
         session = spark.newSession()
         context = spark.sparkContext
@@ -197,6 +224,7 @@ def nightly(
                                        "ended_at": _now(), "message": message})  # fmt: skip
             raise
         seconds = time.monotonic() - clock
+        ready()
         record(spark, cfg, base | {
             "stage": stage, "status": "done", "started_at": started, "ended_at": _now(),
             "rows_in": result.rows_in, "rows_out": result.rows_out, "errors": result.errors,

@@ -6,7 +6,8 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
+from pyspark.util import inheritable_thread_target
 
 from lakelens.config import Config
 from lakelens.schemas import TableSpec
@@ -143,6 +145,25 @@ def append(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
     ensure_table(spark=df.sparkSession, cfg=cfg, spec=spec)
     with _table_lock(df, cfg, spec):
         conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=False)
+
+
+def append_each(writes: Sequence[tuple[DataFrame, TableSpec]], cfg: Config) -> None:
+    """:func:`append` each ``(rows, table)`` to its table, side by side: an append of a few rows is mostly a commit
+    and a catalog round trip, so several wait together rather than in turn. Every append is tried; the first
+    failure is raised once all have ended."""
+    if not writes:
+        return
+    spark = writes[0][0].sparkSession
+
+    def one(write: tuple[DataFrame, TableSpec]) -> None:
+        append(write[0], cfg, write[1])
+
+    with ThreadPoolExecutor(max_workers=len(writes), thread_name_prefix="lake-append") as pool:
+        # The caller's Spark job group and scheduler pool go with each append into its thread.
+        futures = [pool.submit(inheritable_thread_target(spark)(one), write) for write in writes]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
 
 
 def replace(df: DataFrame, cfg: Config, spec: TableSpec) -> None:

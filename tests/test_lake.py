@@ -13,6 +13,7 @@ from lakelens.config import load_config
 from lakelens.lake import (
     SchemaMismatchError,
     append,
+    append_each,
     conform,
     database_location,
     has_rows,
@@ -69,6 +70,17 @@ def test_append_then_read_by_name(spark, cfg) -> None:
     assert spark.sql(f"SELECT count(*) FROM {qualified(cfg, IMAGE_URIS)}").first()[0] == 3
     location = spark.sql(f"DESCRIBE DATABASE {cfg.lake.database}").filter("info_name = 'Location'").first()[1]
     assert location == f"{lake_uri(cfg)}/warehouse/{cfg.lake.database}.db"
+
+
+def test_append_each_writes_every_table_and_then_raises_the_first_failure(spark, cfg) -> None:
+    copies = TableSpec("image_uris_copy", IMAGE_URIS.schema, IMAGE_URIS.partition_by)
+    broken = TableSpec("image_uris_broken", IMAGE_URIS.schema, IMAGE_URIS.partition_by)
+    writes = [(uri_rows(spark, 3), IMAGE_URIS), (uri_rows(spark, 2).drop("uri"), broken), (uri_rows(spark, 2), copies)]
+    with pytest.raises(SchemaMismatchError, match="missing column uri"):
+        append_each(writes, cfg)
+    columns = [c for c in IMAGE_URIS.columns if c != "modified"]  # uri_rows stamps the time it is computed
+    assertDataFrameEqual(read_table(spark, cfg, IMAGE_URIS).select(columns), uri_rows(spark, 3).select(columns))
+    assert read_table(spark, cfg, copies).count() == 2 and read_table(spark, cfg, broken).count() == 0
 
 
 def test_conform_refuses_wrong_types_and_missing_columns(spark) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,7 @@ class Stages:
         self.near_dup_started = threading.Event()
         self.hold, self.fail = hold, fail
 
-    def __call__(self, stage: str) -> None:
+    def __call__(self, stage: str, ready: Callable[[], None]) -> None:
         self.log.append(f"start {stage}")
         if stage == "index:near_dup":
             self.near_dup_started.set()
@@ -154,6 +155,7 @@ class Stages:
             if self.fail:
                 raise RuntimeError("device lost")
         self.log.append(f"end {stage}")
+        ready()
 
 
 def test_stages_run_side_by_side_once_the_stages_they_need_are_done(spark) -> None:
@@ -178,3 +180,27 @@ def test_a_failed_stage_starts_nothing_after_it_and_the_stage_beside_it_finishes
         run_in_order(spark, STAGES, frozenset(), run, parallel=2)
     assert "end index:near_dup" in run.log
     assert "start index:similar" not in run.log and "end annotate" not in run.log
+
+
+def test_the_stages_that_need_a_stage_start_while_it_writes_its_bookkeeping(spark) -> None:
+    """Once ingest calls ready() its tables are complete: both stages that need them start while ingest is still
+    in its bookkeeping (here: waiting until they have started; ``parallel`` does not count it), and a failure
+    there is still raised."""
+    log: list[str] = []
+    three = threading.Barrier(3, timeout=20)  # ingest's bookkeeping, annotate and the near-duplicate index
+
+    def run(stage: str, ready: Callable[[], None]) -> None:
+        log.append(f"start {stage}")
+        if stage == "ingest":
+            ready()
+            three.wait()
+            raise RuntimeError("runs row not written")
+        if stage != "index:similar":
+            three.wait()
+        log.append(f"end {stage}")
+        ready()
+
+    with pytest.raises(RuntimeError, match="runs row not written"):
+        run_in_order(spark, STAGES, frozenset(), run, parallel=2)
+    assert log[0] == "start ingest"
+    assert {"start annotate", "end annotate", "start index:near_dup", "end index:near_dup"} <= set(log)
