@@ -149,8 +149,8 @@ def append(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
 
 def append_each(writes: Sequence[tuple[DataFrame, TableSpec]], cfg: Config) -> None:
     """:func:`append` each ``(rows, table)`` to its table, side by side: an append of a few rows is mostly a commit
-    and a catalog round trip, so several wait together rather than in turn. Every append is tried; the first
-    failure is raised once all have ended."""
+    and a catalog round trip, so several wait together rather than in turn. Every append is tried; once all have
+    ended, the error of the first that failed (in ``writes``' order) is raised."""
     if not writes:
         return
     spark = writes[0][0].sparkSession
@@ -161,9 +161,9 @@ def append_each(writes: Sequence[tuple[DataFrame, TableSpec]], cfg: Config) -> N
     with ThreadPoolExecutor(max_workers=len(writes), thread_name_prefix="lake-append") as pool:
         # The caller's Spark job group and scheduler pool go with each append into its thread.
         futures = [pool.submit(inheritable_thread_target(spark)(one), write) for write in writes]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    for error in (f.exception() for f in futures):
+        if error is not None:
+            raise error
 
 
 def replace(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
