@@ -223,10 +223,10 @@ def nightly(
             record(spark, cfg, base | {"stage": stage, "status": "failed", "started_at": started,
                                        "ended_at": _now(), "message": message})  # fmt: skip
             raise
-        seconds = time.monotonic() - clock
+        seconds, ended = time.monotonic() - clock, _now()
         ready()
         record(spark, cfg, base | {
-            "stage": stage, "status": "done", "started_at": started, "ended_at": _now(),
+            "stage": stage, "status": "done", "started_at": started, "ended_at": ended,
             "rows_in": result.rows_in, "rows_out": result.rows_out, "errors": result.errors,
             "images_per_s": result.rows_in / seconds if seconds else 0.0, "models": result.models,
             "message": result.summary,
