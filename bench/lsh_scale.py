@@ -48,11 +48,17 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakelens.config import NearDupConfig, SimilarConfig, load_config
+from lakelens.config import Config, NearDupConfig, SimilarConfig, load_config
 
 COMMON, RARE_UNIVERSE, TOKENS, DIM = 600, 1 << 30, 300, 64
 # Spark's joins do the work here: the JVM's full JIT tiers, not local.yaml's first tier (1.2-1.7x at 250,000).
 FULL_JIT = "spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=4"
+
+
+def spark_config(tmp: str, cores: int, driver_memory: str, *more: str) -> Config:
+    """The config of a Spark path: ``local[cores]``, a lake in ``tmp``, the driver's memory, the full JIT tiers."""
+    return load_config(overrides=[f"spark.master=local[{cores}]", f"lake.root={tmp}/lake",
+                                  f"spark.conf.spark.driver.memory={driver_memory}", FULL_JIT, *more])  # fmt: skip
 
 
 def token_sets(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,9 +213,7 @@ def run_lakelens(n: int, seed: int, cores: int, nd: NearDupConfig, sim: SimilarC
     from udfs.signatures import SIMHASH_UDF_SCHEMA, make_simhash_udf
 
     with tempfile.TemporaryDirectory(prefix="lakelens-scale-") as tmp:
-        cfg = load_config(overrides=[f"spark.master=local[{cores}]", f"lake.root={tmp}/lake",
-                                     "spark.conf.spark.driver.memory=12g", FULL_JIT,
-                                     f"spark.conf.spark.sql.shuffle.partitions={4 * cores}"])  # fmt: skip
+        cfg = spark_config(tmp, cores, "12g", f"spark.conf.spark.sql.shuffle.partitions={4 * cores}")
         ids = np.char.mod("%08d", np.arange(n))
         tokens, planted = token_sets(n, seed)
         pq.write_table(pa.table({"image_id": ids, "tokens": rows_of(tokens)}), f"{tmp}/tokens.parquet")
@@ -268,8 +272,7 @@ def run_lakelens_exact(n: int, seed: int, cores: int, sim: SimilarConfig) -> dic
     from lakelens.spark import build_session
 
     with tempfile.TemporaryDirectory(prefix="lakelens-exact-") as tmp:
-        cfg = load_config(overrides=[f"spark.master=local[{cores}]", f"lake.root={tmp}/lake",
-                                     "spark.conf.spark.driver.memory=12g", FULL_JIT])  # fmt: skip
+        cfg = spark_config(tmp, cores, "12g")
         vecs, neighbours = vectors(n, seed)
         ids = np.char.mod("%08d", np.arange(n))
         pq.write_table(pa.table({"image_id": ids, "vector": rows_of(vecs)}), f"{tmp}/vectors.parquet")
@@ -321,8 +324,7 @@ def run_mllib(n: int, seed: int, cores: int, threshold: float) -> dict:
     tokens, planted = token_sets(n, seed)
     vecs, neighbours = vectors(n, seed)
     with tempfile.TemporaryDirectory(prefix="lakelens-mllib-") as tmp:
-        cfg = load_config(overrides=[f"spark.master=local[{cores}]", f"lake.root={tmp}/lake",
-                                     "spark.conf.spark.driver.memory=16g", FULL_JIT])  # fmt: skip
+        cfg = spark_config(tmp, cores, "16g")
         spark = build_session(cfg)
         size = COMMON + RARE_UNIVERSE
         rows = [(i, SparseVector(size, sorted(set(map(int, t))), [1.0] * len(set(map(int, t)))))
@@ -388,8 +390,8 @@ def main() -> None:
     parser.add_argument("--limit-s", type=float, default=1800)
     parser.add_argument("--memory-gib", type=float, default=21, help="stop a path whose memory passes this")
     args = parser.parse_args()
-    nd = load_config().index.near_dup
-    similar = load_config().index.similar
+    defaults = load_config().index
+    nd, similar = defaults.near_dup, defaults.similar
 
     def sim(n: int) -> SimilarConfig:
         bands, rows = simhash_shape(n) if args.sim_shape == "auto" else map(int, args.sim_shape.split("x"))
