@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -30,6 +31,7 @@ from pyspark.sql import functions as F
 from jobs.annotate import configured_manifest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
+from lakelens.graph import group_moves
 from lakelens.knn import ExactParams
 from lakelens.knn_spark import transform_exact_candidates
 from lakelens.lake import append, read_table, replace_partition
@@ -45,6 +47,7 @@ from lakelens.lsh_spark import (
     transform_hot_buckets,
     transform_jaccard,
     transform_merged_groups,
+    transform_moved_groups,
     transform_new_pairs,
     transform_top_k,
     transform_touched,
@@ -72,8 +75,10 @@ METHOD = "minhash-jaccard"
 # signatures and buckets, to pair and verify the images of the buckets they touch with numpy; larger runs pair by
 # the bucket self-join (screened by the hash values' low bits) and join both signatures onto each pair in Spark.
 BROADCAST_HASHES = 16 * 1024 * 1024
-# Up to this many new pairs, the groups they link are connected in one task (scipy), not by label propagation.
-ONE_TASK_PAIRS = 1_000_000
+MOVES_SCHEMA = "stand_in string, group_id string, group_size long, new boolean"
+# Up to this many new pairs (about 100 MB of ids in the driver), the groups they link are merged in the driver
+# (scipy) and the merges broadcast; more are connected by label propagation in Spark.
+DRIVER_PAIRS = 250_000
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,7 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         existing_pairs = read_table(spark, cfg, NEAR_DUP_PAIRS).where(F.col("params_id") == pid)
         _write_new(rows, existing_pairs, ["image_id_a", "image_id_b"], cfg, NEAR_DUP_PAIRS, full, params_id=pid)
         if added and not full:
-            merge_groups(spark, cfg, pid, paired.verified, one_task=added <= ONE_TASK_PAIRS)
+            merge_groups(spark, cfg, pid, paired.verified, added)
         if n_hot:
             log.warning("near-duplicates: %d hot buckets (over %d images) linked to their leader only; see %s",
                         n_hot, cfg.index.hot_bucket_size, HOT_BUCKETS.name)  # fmt: skip
@@ -317,13 +322,21 @@ def _pair_with_night(
     )  # fmt: skip
 
 
-def merge_groups(
-    spark: SparkSession, cfg: Config, params_id: str, new_pairs: DataFrame, one_task: bool = False
-) -> None:
-    """Update ``dup_groups`` of ``params_id`` for the pairs a run added: only the groups they touch change
-    (``one_task``: their links are few enough to connect in one task)."""
-    before = read_table(spark, cfg, DUP_GROUPS).where(F.col("params_id") == params_id)
-    groups = transform_merged_groups(before, new_pairs, one_task)
+def merge_groups(spark: SparkSession, cfg: Config, params_id: str, new_pairs: DataFrame, added: int) -> None:
+    """Update ``dup_groups`` of ``params_id`` for the ``added`` pairs a run verified (``new_pairs``): only the groups
+    they touch change; where they merge none (pairs inside a group), the table is not written."""
+    before = read_table(spark, cfg, DUP_GROUPS).where(F.col("params_id") == params_id).drop("params_id")
+    if added > DRIVER_PAIRS:
+        groups = transform_merged_groups(before, new_pairs)
+    else:
+        pairs = new_pairs.select("image_id_a", "image_id_b").toPandas()
+        ids = pd.DataFrame({"image_id": pd.unique(pd.concat([pairs["image_id_a"], pairs["image_id_b"]]))})
+        wanted = F.broadcast(spark.createDataFrame(ids, "image_id string"))
+        stand_ins = before.join(wanted, "image_id", "left_semi").toPandas()
+        moves = group_moves(stand_ins, pairs)
+        if moves.empty:
+            return
+        groups = transform_moved_groups(before, spark.createDataFrame(moves, MOVES_SCHEMA))
     replace_partition(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS, params_id=params_id)
 
 

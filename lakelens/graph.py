@@ -25,3 +25,27 @@ def components_frame(pairs: pd.DataFrame) -> pd.DataFrame:
     frame["group_id"] = by_label.transform("min")
     frame["group_size"] = by_label.transform("size").astype(np.int64)
     return frame[["image_id", "group_id", "group_size"]]
+
+
+def group_moves(stand_ins: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """How new pairs merge duplicate groups, from the groups before: ``stand_ins`` (image_id, group_id, group_size)
+    are the group rows of the pairs' images that had a group, ``pairs`` (image_id_a, image_id_b) the new pairs.
+
+    Each image stands for its group (its group_id; itself, as a group of one, where it had none), and the
+    components of the stand-ins' links are the merges. Returns (stand_in, group_id, group_size, new) for every
+    stand-in of a merge: the merged group's id (its smallest image_id) and size, and whether the stand-in is an
+    image without a group before. Groups that no new pair links to another are not in it.
+    """
+    group_of = dict(zip(stand_ins["image_id"], stand_ins["group_id"], strict=True))
+    size_of = dict(zip(stand_ins["group_id"], stand_ins["group_size"], strict=True))
+    ends = [pairs[side].map(group_of).fillna(pairs[side]) for side in ("image_id_a", "image_id_b")]
+    links = pd.DataFrame({"image_id_a": ends[0], "image_id_b": ends[1]})
+    links = links[links["image_id_a"] != links["image_id_b"]]
+    if links.empty:
+        return pd.DataFrame({"stand_in": pd.Series(dtype=object), "group_id": pd.Series(dtype=object),
+                             "group_size": pd.Series(dtype=np.int64), "new": pd.Series(dtype=bool)})  # fmt: skip
+    merged = components_frame(links).rename(columns={"image_id": "stand_in"})
+    merged["new"] = ~merged["stand_in"].isin(size_of.keys())
+    members = merged["stand_in"].map(size_of).fillna(1).astype(np.int64)
+    merged["group_size"] = members.groupby(merged["group_id"]).transform("sum").astype(np.int64)
+    return merged[["stand_in", "group_id", "group_size", "new"]]

@@ -16,7 +16,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from lakelens.graph import components_frame
 from lakelens.lsh import NightBuckets, screen_max_differ
 
 _BUCKET = ["band", "key"]
@@ -228,16 +227,15 @@ def both_directions(pairs: DataFrame, score: str) -> DataFrame:
     return forward.unionByName(backward)
 
 
-def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame, one_task: bool = False) -> DataFrame:
+def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame) -> DataFrame:
     """The groups (image_id, group_id, group_size) of a pair graph after ``new_pairs`` join it, from its groups
     before (the components of the old pairs, as :func:`transform_components` gives them): the components of all
     pairs, computed only over the groups the new pairs touch.
 
     Each image of a new pair stands for its group (by its group_id, itself where it has none); the components of
     those stand-ins merge groups, and the smallest group_id of a merge is the smallest image_id in it. Images no new
-    pair reaches keep their rows; an image first met in a pair joins as a group of its own before merging.
-    ``one_task``: the stand-ins' components in one task (:func:`transform_components_in_one_task`), for a night's
-    few new pairs.
+    pair reaches keep their rows; an image first met in a pair joins as a group of its own before merging. For
+    runs with too many new pairs for :func:`lakelens.graph.group_moves` in the driver.
     """
 
     def stand_in(side: str) -> DataFrame:
@@ -253,8 +251,7 @@ def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame, one_task: b
         )
         .where(F.col("image_id_a") != F.col("image_id_b"))
     )
-    components = transform_components_in_one_task if one_task else transform_components
-    moves = components(links).select(F.col("image_id").alias("stand_in"), F.col("group_id").alias("into"))
+    moves = transform_components(links).select(F.col("image_id").alias("stand_in"), F.col("group_id").alias("into"))
     # Every member under its stand-in: old groups by group_id, and the stand-ins that had no group (themselves).
     members = (
         groups.select("image_id", F.col("group_id").alias("stand_in"))
@@ -264,6 +261,23 @@ def transform_merged_groups(groups: DataFrame, new_pairs: DataFrame, one_task: b
     return _with_group_sizes(
         members.join(moves, "stand_in", "left").select("image_id", F.coalesce("into", "stand_in").alias("group_id"))
     )
+
+
+def transform_moved_groups(groups: DataFrame, moves: DataFrame) -> DataFrame:
+    """``groups`` (image_id, group_id, group_size) after the merges of :func:`lakelens.graph.group_moves`
+    (``moves``: stand_in, group_id, group_size, new): the members of a merged group take the merge's group_id and
+    size, and the images without a group before join theirs. A night's moves are few: they are broadcast, and no
+    row of ``groups`` is shuffled."""
+    moved = moves.where(~F.col("new")).select(
+        F.col("stand_in").alias("group_id"), F.col("group_id").alias("into"), F.col("group_size").alias("size")
+    )
+    kept = groups.join(F.broadcast(moved), "group_id", "left").select(
+        "image_id",
+        F.coalesce("into", "group_id").alias("group_id"),
+        F.coalesce("size", "group_size").alias("group_size"),
+    )
+    joined = moves.where(F.col("new")).select(F.col("stand_in").alias("image_id"), "group_id", "group_size")
+    return kept.unionByName(joined)
 
 
 def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
@@ -300,22 +314,6 @@ def transform_components(pairs: DataFrame, max_rounds: int = 100) -> DataFrame:
     else:
         raise RuntimeError(f"connected components did not settle in {max_rounds} rounds")
     return _with_group_sizes(labels.select("image_id", F.col("label").alias("group_id")))
-
-
-def transform_components_in_one_task(pairs: DataFrame) -> DataFrame:
-    """:func:`transform_components` of a graph small enough for one task's memory (a night's links between
-    groups): one job where label propagation takes a few rounds of several jobs each."""
-
-    def components(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        whole = [frame for frame in frames if len(frame)]
-        if whole:
-            yield components_frame(pd.concat(whole, ignore_index=True))
-
-    return (
-        pairs.select("image_id_a", "image_id_b")
-        .repartition(1)
-        .mapInPandas(components, "image_id string, group_id string, group_size long")
-    )
 
 
 def _with_group_sizes(labelled: DataFrame) -> DataFrame:

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from datasketch import MinHash, MinHashLSH
 from pyspark.sql import DataFrame
@@ -16,10 +17,11 @@ from pyspark.sql import functions as F
 
 import jobs.index
 from jobs.annotate import annotate, configured_manifest
-from jobs.index import index_near_duplicates, index_similar, similar_params
+from jobs.index import MOVES_SCHEMA, index_near_duplicates, index_similar, similar_params
 from jobs.ingest import ingest
 from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
+from lakelens.graph import components_frame, group_moves
 from lakelens.lake import append, read_table
 from lakelens.lsh import MinHashParams, NightBuckets, minhash_band_keys, minhash_signatures, screen_max_differ
 from lakelens.lsh_spark import (
@@ -28,10 +30,10 @@ from lakelens.lsh_spark import (
     transform_bucket_rows,
     transform_candidates,
     transform_components,
-    transform_components_in_one_task,
     transform_hot_buckets,
     transform_jaccard,
     transform_merged_groups,
+    transform_moved_groups,
     transform_new_pairs,
     transform_top_k,
     transform_touched,
@@ -193,20 +195,32 @@ def test_the_bit_screen_keeps_a_pair_at_the_threshold_whose_other_hash_values_al
     assert kept == {i for i in flipped if int(i[4:]) <= screen_max_differ(num_perm, 0.5)}
 
 
-@pytest.mark.parametrize("components", [transform_components, transform_components_in_one_task])
+@pytest.mark.parametrize("components", ["spark", "one process"])
 def test_components_join_chains_and_keep_groups_apart(spark, components) -> None:
-    pairs = spark.createDataFrame(
-        [("a", "b"), ("b", "c"), ("c", "d"), ("e", "f"), ("x", "y"), ("w", "x")], "image_id_a string, image_id_b string"
-    )
-    groups = components(pairs)
+    links = [("a", "b"), ("b", "c"), ("c", "d"), ("e", "f"), ("x", "y"), ("w", "x")]
+    pairs = spark.createDataFrame(links, "image_id_a string, image_id_b string")
+    if components == "spark":
+        groups = transform_components(pairs)
+    else:
+        groups = spark.createDataFrame(components_frame(pd.DataFrame(links, columns=["image_id_a", "image_id_b"])))
     assert rows(groups, "image_id") == [
         ("a", "a", 4), ("b", "a", 4), ("c", "a", 4), ("d", "a", 4), ("e", "e", 2), ("f", "e", 2),
         ("w", "w", 3), ("x", "w", 3), ("y", "w", 3),
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("one_task", [False, True])
-def test_merging_new_pairs_into_groups_equals_the_components_of_all_pairs(spark, one_task: bool) -> None:
+def merged_in_the_driver(before: DataFrame, new_pairs: DataFrame) -> DataFrame:
+    """jobs.index.merge_groups' path for a night's few pairs: the stand-ins' rows and the pairs collected, the
+    merges found by group_moves and applied by transform_moved_groups."""
+    pairs = new_pairs.toPandas()
+    stand_ins = before.where(F.col("image_id").isin(*pairs["image_id_a"], *pairs["image_id_b"])).toPandas()
+    moves = group_moves(stand_ins, pairs)
+    spark = before.sparkSession
+    return transform_moved_groups(before, spark.createDataFrame(moves, MOVES_SCHEMA))
+
+
+@pytest.mark.parametrize("merge", [transform_merged_groups, merged_in_the_driver])
+def test_merging_new_pairs_into_groups_equals_the_components_of_all_pairs(spark, merge) -> None:
     schema = "image_id_a string, image_id_b string"
     old = [("b", "c"), ("c", "d"), ("f", "g"), ("m", "n"), ("p", "q")]
     new = [
@@ -217,10 +231,10 @@ def test_merging_new_pairs_into_groups_equals_the_components_of_all_pairs(spark,
         ("b", "d"),  # a pair inside one old group
     ]  # fmt: skip
     before = transform_components(spark.createDataFrame(old, schema))
-    merged = transform_merged_groups(before, spark.createDataFrame(new, schema), one_task)
+    merged = merge(before, spark.createDataFrame(new, schema))
     assert rows(merged, "image_id") == rows(transform_components(spark.createDataFrame(old + new, schema)), "image_id")
     assert ("p", "p", 2) in rows(merged, "image_id")  # untouched
-    nothing_new = transform_merged_groups(before, spark.createDataFrame([("q", "p")], schema), one_task)
+    nothing_new = merge(before, spark.createDataFrame([("q", "p")], schema))
     assert rows(nothing_new, "image_id") == rows(before, "image_id")
 
 

@@ -51,8 +51,10 @@ def test_derby_metastore_and_warehouse_under_the_lake_root(tmp_path: Path) -> No
     assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == (
         f"jdbc:derby:;databaseName={tmp_path}/metastore_db;create=true"
     )
+    assert conf["spark.hadoop.datanucleus.cache.level2.type"] == "soft"
     external = catalog_conf(load_config(overrides=["lake.root=s3a://b/lake", "lake.metastore=external"]))
     assert "spark.hadoop.javax.jdo.option.ConnectionURL" not in external
+    assert "spark.hadoop.datanucleus.cache.level2" not in external
     with pytest.raises(ValueError, match="lake.metastore=derby needs a local lake root"):
         catalog_conf(load_config(overrides=["lake.root=s3a://b/lake"]))
 
