@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import yaml
@@ -75,9 +75,11 @@ def main() -> None:
     stages: list[tuple[str, float, float]] = []
     run_stage = jobs.nightly.run_stage
 
-    def timed(spark_: SparkSession, cfg_: Config, stage: str, source_: str) -> jobs.nightly.StageResult:
+    def timed(
+        spark_: SparkSession, cfg_: Config, stage: str, source_: str, ingest_date: date | None = None
+    ) -> jobs.nightly.StageResult:
         begun = time.time()
-        result = run_stage(spark_, cfg_, stage, source_)
+        result = run_stage(spark_, cfg_, stage, source_, ingest_date)
         stages.append((stage, begun, time.time()))
         return result
 

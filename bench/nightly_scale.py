@@ -7,7 +7,8 @@ nightly job on a new lake (every default task, the bundled models); then links t
 again, which reads, annotates and indexes only those; then once more with nothing new (what a night costs when
 nothing comes). Prints each run's wall time and Spark job count and, per stage, its rows and images/s as the ``runs``
 table recorded them, and the ratio of the incremental run to the full one (the goal is at most 0.20). The runs share
-one Spark session, as a nightly application would; its start is reported apart.
+one Spark session, as a nightly application would; its start is reported apart. They are consecutive nights: each
+ingests into the next day's ``ingest_date`` partition.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import os
 import shutil
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jobs.nightly import nightly, stage_job_group, stages
@@ -75,12 +77,14 @@ def main() -> None:
     print(f"session start: {time.perf_counter() - started:.1f}s, master {spark.sparkContext.master}")
 
     walls = []
-    for label, count in (("full", args.n), ("incremental", args.add), ("unchanged", 0)):
+    today = datetime.now(UTC).date()
+    for night, (label, count) in enumerate((("full", args.n), ("incremental", args.add), ("unchanged", 0))):
         if label == "incremental":
             link_files(files[args.n :], source)
         spark.sparkContext.setJobGroup(label, f"nightly, {label}")
         started = time.perf_counter()
-        run_id, _ = nightly(spark, cfg, str(source))
+        # One night after another: each night's new images go to a partition of their own, as they do in use.
+        run_id, _ = nightly(spark, cfg, str(source), ingest_date=today + timedelta(days=night))
         walls.append(time.perf_counter() - started)
         tracker = spark.sparkContext.statusTracker()
         groups = [label] + [stage_job_group(label, stage) for stage in stages(cfg)]

@@ -14,7 +14,7 @@ import operator
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import reduce
 from typing import Any
 
@@ -90,20 +90,34 @@ class AnnotateCounts:
         return "\n".join([head, *(f"  {t.summary()}" for t in self.tasks)])
 
 
-def transform_pending_tasks(image_ids: DataFrame, done: Mapping[str, DataFrame]) -> DataFrame:
-    """Every distinct ``image_id`` with ``todo_<task>`` per task of ``done`` (task -> ``image_id`` of the images its
-    configured model version has annotated): whether the task still has to run on the image.
+def transform_pending_tasks(images: DataFrame, done: Mapping[str, DataFrame]) -> DataFrame:
+    """Every distinct ``image_id`` of ``images`` (with its ``ingest_date``) with ``todo_<task>`` per task of ``done``
+    (task -> ``image_id`` of the images its configured model version has annotated): whether the task still has
+    to run on the image.
 
     One shuffle of all the ids, tagged by task, rather than a join per task.
     """
-    tagged = image_ids.select("image_id", F.lit(None).cast("string").alias("task"))
+    tagged = images.select("image_id", "ingest_date", F.lit(None).cast("string").alias("task"))
     for task, ids in done.items():
-        tagged = tagged.unionByName(ids.select("image_id", F.lit(task).alias("task")))
+        tagged = tagged.unionByName(
+            ids.select("image_id", F.lit(None).cast("date").alias("ingest_date"), F.lit(task).alias("task"))
+        )
     grouped = tagged.groupBy("image_id").agg(
-        F.count_if(F.col("task").isNull()).alias("listed"), F.collect_set("task").alias("done")
+        F.count_if(F.col("task").isNull()).alias("listed"),
+        F.min("ingest_date").alias("ingest_date"),
+        F.collect_set("task").alias("done"),
     )
     todo = [(~F.array_contains("done", task)).alias(f"todo_{task}") for task in done]
-    return grouped.where(F.col("listed") > 0).select("image_id", *todo)
+    return grouped.where(F.col("listed") > 0).select("image_id", "ingest_date", *todo)
+
+
+def transform_pending_images(images: DataFrame, pending: DataFrame, since: date, broadcast: bool) -> DataFrame:
+    """The ``images`` rows (image_id, bytes, error) of the ids in ``pending``, with ``pending``'s other columns,
+    read from the ``ingest_date`` partitions from ``since`` on (the earliest of the pending images): a night's new
+    images are in the newest partition, and the lake's older image bytes are not read. ``broadcast``: ``pending``
+    is a night's few ids, joined where the bytes are read so that they are not shuffled."""
+    recent = images.where(F.col("ingest_date") >= F.lit(since)).select("image_id", "bytes", "error")
+    return recent.join(F.broadcast(pending) if broadcast else pending, "image_id")
 
 
 def transform_task_rows(annotated: DataFrame, task: str, table: TableSpec, annotated_at: datetime) -> DataFrame:
@@ -173,18 +187,17 @@ def annotate(spark: SparkSession, cfg: Config, tasks: Sequence[str]) -> Annotate
         counted = flags.agg(
             F.count("*").alias("images"),
             F.count_if(_any_todo(todo)).alias("pending"),
+            F.min(F.when(_any_todo(todo), F.col("ingest_date"))).alias("since"),
             *[F.count_if(f"todo_{t}").alias(t) for t in todo],
         ).first()
         n_images, n_pending = counted["images"], counted["pending"]
         if n_pending == 0:
             counts = [_counts(specs[t], n_images, 0, 0) for t in todo]
             return AnnotateCounts(n_images, 0, tuple(counts), time.monotonic() - started)
-        pending_ids = flags.where(_any_todo(todo))
+        pending_ids = flags.where(_any_todo(todo)).drop("ingest_date")
         # A nightly increment is small: broadcast its ids rather than shuffle every image's bytes to find them.
         small = n_pending <= cfg.ingest.broadcast_rows
-        pending = images.select("image_id", "bytes", "error").join(
-            F.broadcast(pending_ids) if small else pending_ids, "image_id"
-        )
+        pending = transform_pending_images(images, pending_ids, counted["since"], small)
         cores = spark.sparkContext.defaultParallelism
         if pending.rdd.getNumPartitions() < cores:
             pending = pending.repartition(cores)

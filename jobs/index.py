@@ -28,7 +28,7 @@ from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.annotate import configured_manifest
+from jobs.annotate import configured_manifest, transform_pending_images
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
 from lakelens.graph import group_moves
@@ -182,19 +182,24 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
     params = near_dup_params(cfg)
     pid = params.params_id
     record_params(spark, cfg, "minhash", pid, asdict(params) | {"bands": list(params.bands)})
-    images = read_table(spark, cfg, IMAGES).select("image_id", "bytes", "error")
+    images = read_table(spark, cfg, IMAGES)
     signed_before = _unless(full, read_table(spark, cfg, SIGNATURES).where(F.col("params_id") == pid))
     signed_ids = signed_before.select("image_id").distinct().withColumn("signed", F.lit(True))
-    flags = images.select("image_id").distinct().join(signed_ids, "image_id", "left").cache()
-    counted = flags.agg(F.count("*").alias("images"), F.count_if(F.col("signed").isNull()).alias("pending")).first()
+    flags = images.select("image_id", "ingest_date").distinct().join(signed_ids, "image_id", "left").cache()
+    unsigned = F.col("signed").isNull()
+    counted = flags.agg(
+        F.count("*").alias("images"),
+        F.count_if(unsigned).alias("pending"),
+        F.min(F.when(unsigned, F.col("ingest_date"))).alias("since"),
+    ).first()
     n_images, n_pending = counted["images"], counted["pending"]
-    pending_ids = flags.where(F.col("signed").isNull()).select("image_id")
+    pending_ids = flags.where(unsigned).select("image_id")
     hashed = errors = candidates = added = n_hot = 0
     if n_pending:
         now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
         # A nightly increment is small: broadcast its ids rather than shuffle every image's bytes to find them.
         small = n_pending <= cfg.ingest.broadcast_rows
-        pending = images.join(F.broadcast(pending_ids) if small else pending_ids, "image_id", "left_semi")
+        pending = transform_pending_images(images, pending_ids, counted["since"], small)
         cores = spark.sparkContext.defaultParallelism
         if pending.rdd.getNumPartitions() < cores:
             pending = pending.repartition(cores)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -140,10 +140,13 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def run_stage(spark: SparkSession, cfg: Config, stage: str, source: str) -> StageResult:
-    """Run one stage on what is new since its last run."""
+def run_stage(
+    spark: SparkSession, cfg: Config, stage: str, source: str, ingest_date: date | None = None
+) -> StageResult:
+    """Run one stage on what is new since its last run (``ingest_date``: the partition of the new images, default
+    today, UTC)."""
     if stage == "ingest":
-        c = ingest(spark, cfg, source)
+        c = ingest(spark, cfg, source, ingest_date=ingest_date)
         return StageResult(c.listed, c.read, c.errors, "", c.summary())
     if stage == "annotate":
         a = annotate(spark, cfg, cfg.annotate.tasks)
@@ -183,8 +186,10 @@ def nightly(
     cfg: Config,
     source: str,
     on_stage: Callable[[str, StageResult], None] = lambda stage, result: None,
+    ingest_date: date | None = None,
 ) -> tuple[str, list[str]]:
     """Run (or resume) the nightly refresh of ``source``; returns the run id and the stages run this time.
+    ``ingest_date``: the ``images`` partition of the night's new images (default: today, UTC).
 
     A stage that fails is recorded as failed, and its exception goes on up: no stage starts after it (one running
     beside it finishes).
@@ -217,7 +222,7 @@ def nightly(
         context.setJobGroup(stage_job_group(outer, stage), f"lakelens nightly {run_id}: {stage}")
         started, clock = _now(), time.monotonic()
         try:
-            result = run_stage(session, cfg, stage, source)
+            result = run_stage(session, cfg, stage, source, ingest_date)
         except Exception as exc:
             message = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
             record(spark, cfg, base | {"stage": stage, "status": "failed", "started_at": started,
@@ -244,11 +249,14 @@ def nightly(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser("jobs.nightly", __doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="a folder of images, a .txt list of paths, or a Parquet table")
+    parser.add_argument("--date", type=date.fromisoformat, help="ingest_date of the new images (default: today, UTC)")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     spark = build_session(cfg)
     started = time.monotonic()
-    run_id, ran = nightly(spark, cfg, args.source, on_stage=lambda stage, result: print(result.summary, flush=True))
+    run_id, ran = nightly(
+        spark, cfg, args.source, on_stage=lambda stage, result: print(result.summary, flush=True), ingest_date=args.date
+    )
     print(f"nightly: run {run_id} done in {time.monotonic() - started:.1f}s; stages run: {', '.join(ran) or 'none'}")
     return 0
 

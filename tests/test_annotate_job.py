@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
-from jobs.annotate import TASK_TABLES, annotate
+from jobs.annotate import TASK_TABLES, annotate, transform_pending_images
 from jobs.ingest import ingest
 from lakelens.config import ANNOTATE_TASKS, Config, ModelsConfig
 from lakelens.lake import qualified, read_table
@@ -105,6 +106,20 @@ def test_a_new_model_version_annotates_everything_again_beside_the_old(spark, sc
         f"SELECT model_version, count(*) AS n FROM {qualified(scene_lake, EMBEDDINGS)} GROUP BY model_version"
     ).collect()
     assert sorted((r.model_version, r.n) for r in versions) == [("v2", 9), ("v3", 9)]
+
+
+def test_pending_images_are_read_from_the_partitions_of_their_dates_on(spark, tmp_path: Path) -> None:
+    nights = [("a", date(2026, 1, 1)), ("b", date(2026, 1, 2)), ("c", date(2026, 1, 3))]
+    schema = "image_id string, bytes binary, error string, ingest_date date"
+    images = spark.createDataFrame([(i, i.encode(), None, day) for i, day in nights], schema)
+    images.write.partitionBy("ingest_date").parquet(str(tmp_path / "images"))
+    table = spark.read.parquet(str(tmp_path / "images"))
+    pending = spark.createDataFrame([("b", True), ("c", False)], "image_id string, todo_classify boolean")
+    found = transform_pending_images(table, pending, date(2026, 1, 2), broadcast=True)
+    assert sorted(tuple(r) for r in found.collect()) == [("b", b"b", None, True), ("c", b"c", None, False)]
+    plan = found._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [isnotnull(ingest_date" in plan and "(ingest_date#" in plan and ">= 2026-01-02" in plan
+    assert "BroadcastHashJoin" in plan
 
 
 def test_a_missing_model_fails_naming_the_remedy(spark, cfg: Config, tmp_path: Path) -> None:
