@@ -75,10 +75,10 @@ METHOD = "minhash-jaccard"
 # signatures and buckets, to pair and verify the images of the buckets they touch with numpy; larger runs pair by
 # the bucket self-join (screened by the hash values' low bits) and join both signatures onto each pair in Spark.
 BROADCAST_HASHES = 16 * 1024 * 1024
-MOVES_SCHEMA = "stand_in string, group_id string, group_size long, new boolean"
 # Up to this many new pairs (about 100 MB of ids in the driver), the groups they link are merged in the driver
 # (scipy) and the merges broadcast; more are connected by label propagation in Spark.
 DRIVER_PAIRS = 250_000
+MOVES_SCHEMA = "stand_in string, group_id string, group_size long, new boolean"  # lakelens.graph.group_moves' rows
 
 
 @dataclass(frozen=True)
