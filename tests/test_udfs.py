@@ -22,7 +22,7 @@ from udfs.classify import ClassifyPredictor
 from udfs.detect import DetectPredictor
 from udfs.embed import EmbedPredictor
 from udfs.factory import TASKS, ModelUdfSpec, make_model_udf
-from udfs.predictor import predict_frame, predict_frames, predict_tasks
+from udfs.predictor import concat_rows, predict_frame, predict_frames, predict_tasks
 from udfs.runtime import cached_model, pick_device
 from udfs.segment import SegmentPredictor
 
@@ -223,7 +223,7 @@ def test_one_pass_of_several_tasks_gives_each_task_its_own_rows(scene_bytes) -> 
     frame["todo_detect"] = [i % 2 == 0 for i in range(n)]
     frame["todo_caption"] = [i % 3 != 1 for i in range(n)]  # row 1: no task at all
     pieces = [frame.iloc[:5], frame.iloc[5:5], frame.iloc[5:]]
-    out = pd.concat(predict_tasks(predictors, pieces, decode_threads=2, ahead=2), ignore_index=True)
+    out = concat_rows(list(predict_tasks(predictors, pieces, decode_threads=2, ahead=2)))
     assert out.image_id.tolist() == frame.image_id.tolist()
     for task, predictor in predictors.items():
         asked = frame[f"todo_{task}"].to_numpy()

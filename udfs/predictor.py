@@ -127,7 +127,14 @@ def predict_frames(
 def predict_frame(predictor: Predictor, frame: pd.DataFrame, decode_threads: int = 2) -> pd.DataFrame:
     """All rows of one frame annotated (see :func:`predict_frames`)."""
     parts = list(predict_frames(predictor, [frame], decode_threads))
-    return pd.concat(parts, ignore_index=True) if parts else _empty(predictor)
+    return concat_rows(parts) if parts else _empty(predictor)
+
+
+def concat_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of ``frames`` (the same columns) in one frame, each column's dtype inferred from all its values as
+    if made at once: ``pd.concat`` infers it from the frames where the column is not all null (a batch of failed
+    rows has null outputs), which pandas deprecates."""
+    return pd.DataFrame({column: [v for f in frames for v in f[column].tolist()] for column in frames[0].columns})
 
 
 def _prepare_frame(
