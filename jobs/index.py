@@ -331,18 +331,23 @@ def merge_groups(spark: SparkSession, cfg: Config, params_id: str, new_pairs: Da
     """Update ``dup_groups`` of ``params_id`` for the ``added`` pairs a run verified (``new_pairs``): only the groups
     they touch change; where they merge none (pairs inside a group), the table is not written."""
     before = read_table(spark, cfg, DUP_GROUPS).where(F.col("params_id") == params_id).drop("params_id")
-    if added > DRIVER_PAIRS:
-        groups = transform_merged_groups(before, new_pairs)
-    else:
-        pairs = new_pairs.select("image_id_a", "image_id_b").toPandas()
-        ids = pd.DataFrame({"image_id": pd.unique(pd.concat([pairs["image_id_a"], pairs["image_id_b"]]))})
-        wanted = F.broadcast(spark.createDataFrame(ids, "image_id string"))
-        stand_ins = before.join(wanted, "image_id", "left_semi").toPandas()
-        moves = group_moves(stand_ins, pairs)
-        if moves.empty:
-            return
-        groups = transform_moved_groups(before, spark.createDataFrame(moves, MOVES_SCHEMA))
-    replace_partition(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS, params_id=params_id)
+    groups = (
+        transform_merged_groups(before, new_pairs) if added > DRIVER_PAIRS else merged_in_the_driver(before, new_pairs)
+    )
+    if groups is not None:
+        replace_partition(groups.withColumn("params_id", F.lit(params_id)), cfg, DUP_GROUPS, params_id=params_id)
+
+
+def merged_in_the_driver(before: DataFrame, new_pairs: DataFrame) -> DataFrame | None:
+    """The groups ``before`` after a night's few ``new_pairs`` join them (None where they merge no group): the pairs
+    and their images' group rows are collected, :func:`lakelens.graph.group_moves` finds the merges, and
+    :func:`transform_moved_groups` applies them."""
+    spark = before.sparkSession
+    pairs = new_pairs.select("image_id_a", "image_id_b").toPandas()
+    ids = pd.DataFrame({"image_id": pd.unique(pd.concat([pairs["image_id_a"], pairs["image_id_b"]]))})
+    wanted = F.broadcast(spark.createDataFrame(ids, "image_id string"))
+    moves = group_moves(before.join(wanted, "image_id", "left_semi").toPandas(), pairs)
+    return None if moves.empty else transform_moved_groups(before, spark.createDataFrame(moves, MOVES_SCHEMA))
 
 
 def regroup(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int, int]:

@@ -17,11 +17,11 @@ from pyspark.sql import functions as F
 
 import jobs.index
 from jobs.annotate import annotate, configured_manifest
-from jobs.index import MOVES_SCHEMA, index_near_duplicates, index_similar, similar_params
+from jobs.index import index_near_duplicates, index_similar, similar_params
 from jobs.ingest import ingest
 from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
-from lakelens.graph import components_frame, group_moves
+from lakelens.graph import components_frame
 from lakelens.lake import append, read_table
 from lakelens.lsh import MinHashParams, NightBuckets, minhash_band_keys, minhash_signatures, screen_max_differ
 from lakelens.lsh_spark import (
@@ -33,7 +33,6 @@ from lakelens.lsh_spark import (
     transform_hot_buckets,
     transform_jaccard,
     transform_merged_groups,
-    transform_moved_groups,
     transform_new_pairs,
     transform_top_k,
     transform_touched,
@@ -210,13 +209,9 @@ def test_components_join_chains_and_keep_groups_apart(spark, components) -> None
 
 
 def merged_in_the_driver(before: DataFrame, new_pairs: DataFrame) -> DataFrame:
-    """jobs.index.merge_groups' path for a night's few pairs: the stand-ins' rows and the pairs collected, the
-    merges found by group_moves and applied by transform_moved_groups."""
-    pairs = new_pairs.toPandas()
-    stand_ins = before.where(F.col("image_id").isin(*pairs["image_id_a"], *pairs["image_id_b"])).toPandas()
-    moves = group_moves(stand_ins, pairs)
-    spark = before.sparkSession
-    return transform_moved_groups(before, spark.createDataFrame(moves, MOVES_SCHEMA))
+    """jobs.index.merge_groups' path for a night's few pairs; None (no group merged) leaves the groups as they were."""
+    merged = jobs.index.merged_in_the_driver(before, new_pairs)
+    return before if merged is None else merged
 
 
 @pytest.mark.parametrize("merge", [transform_merged_groups, merged_in_the_driver])
