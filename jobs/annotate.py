@@ -18,13 +18,14 @@ from datetime import UTC, date, datetime
 from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import ANNOTATE_TASKS, AnnotateConfig, Config
 from lakelens.lake import append_each, read_table, registry_root, staged
 from lakelens.progress import stage_progress
+from lakelens.pyworker import worker_task
 from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, IMAGES, LABELS, SEGMENTS, TableSpec
 from lakelens.spark import build_session, session_conf
 from models.registry import Manifest, RegistryError, read_entry, read_manifest
@@ -205,23 +206,38 @@ def annotate(spark: SparkSession, cfg: Config, tasks: Sequence[str]) -> Annotate
         annotated_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
         log.info("annotate: %d images through %s", n_pending, ", ".join(f"{t} ({counted[t]})" for t in todo))
         udf = make_tasks_udf([specs[t] for t in todo])
+        # What the pass made and what each append wrote are counted by the jobs that write them (observations),
+        # not by reading the rows back.
+        made = Observation()
+        passed = pending.mapInPandas(worker_task(udf), tasks_udf_schema(tables)).observe(
+            made, F.count("*").alias("rows"), *[F.count(f"{t}__model").alias(t) for t in todo]
+        )
+        appended = {t: Observation() for t in todo if counted[t]}
         with (
             session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.annotate.arrow_batch_rows)),
             stage_progress(spark, "annotate", n_pending),
-            staged(pending.mapInPandas(udf, tasks_udf_schema(tables)), cfg, "annotate") as annotated,
+            staged(passed, cfg, "annotate") as annotated,
         ):
-            made = annotated.agg(F.count("*").alias("rows"), *[F.count(f"{t}__model").alias(t) for t in todo]).first()
-            if made["rows"] != n_pending or any(made[t] != counted[t] for t in todo):
-                raise RuntimeError(f"annotate: {n_pending} images went in but the pass gave {made.asDict()}")
+            made_rows = made.get
+            if made_rows["rows"] != n_pending or any(made_rows[t] != counted[t] for t in todo):
+                raise RuntimeError(f"annotate: {n_pending} images went in but the pass gave {made_rows}")
             append_each(
-                [(transform_task_rows(annotated, t, tables[t], annotated_at), tables[t]) for t in todo if counted[t]],
+                [
+                    (
+                        transform_task_rows(annotated, t, tables[t], annotated_at).observe(
+                            seen, F.count("*").alias("rows"), F.count("error").alias("errors")
+                        ),
+                        tables[t],
+                    )
+                    for t, seen in appended.items()
+                ],
                 cfg,
             )
     finally:
         flags.unpersist()
         for spec in specs.values():
             spec.weights.unpersist()
-    written = _written(spark, cfg, specs, annotated_at)
+    written = {t: (appended[t].get["rows"], appended[t].get["errors"]) if t in appended else (0, 0) for t in todo}
     for t in todo:
         if written[t][0] != counted[t]:
             raise RuntimeError(f"{t}: {counted[t]} images went in but {written[t][0]} rows were written")
@@ -236,22 +252,6 @@ def _any_todo(tasks: Sequence[str]) -> Column:
 def _done_ids(spark: SparkSession, cfg: Config, task: str, manifest: Manifest) -> DataFrame:
     rows = read_table(spark, cfg, TASK_TABLES[task])
     return rows.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
-
-
-def _written(
-    spark: SparkSession, cfg: Config, specs: Mapping[str, ModelUdfSpec], annotated_at: datetime
-) -> dict[str, tuple[int, int]]:
-    """Per task, the (rows, errors) its model version has in its table stamped ``annotated_at``: read back, in one
-    job, to check that what went in came out."""
-    parts = [
-        _done_ids(spark, cfg, t, spec.manifest)
-        .where(F.col("annotated_at") == annotated_at)
-        .select(F.lit(t).alias("task"), "error")
-        for t, spec in specs.items()
-    ]
-    rows = reduce(DataFrame.unionByName, parts).groupBy("task").agg(F.count("*").alias("rows"), F.count("error"))
-    found = {r[0]: (r[1], r[2]) for r in rows.collect()}
-    return {t: found.get(t, (0, 0)) for t in specs}
 
 
 def _counts(spec: ModelUdfSpec, n_images: int, rows: int, errors: int) -> TaskCounts:

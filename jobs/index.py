@@ -53,6 +53,7 @@ from lakelens.lsh_spark import (
     transform_touched,
 )
 from lakelens.progress import stage_progress
+from lakelens.pyworker import worker_task
 from lakelens.schemas import (
     DUP_GROUPS,
     EMBEDDINGS,
@@ -203,18 +204,22 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         cores = spark.sparkContext.defaultParallelism
         if pending.rdd.getNumPartitions() < cores:
             pending = pending.repartition(cores)
-        signed = pending.mapInPandas(make_minhash_udf(params, cfg.ingest.max_pixels), MINHASH_UDF_SCHEMA).cache()
+        signed = pending.mapInPandas(
+            worker_task(make_minhash_udf(params, cfg.ingest.max_pixels)), MINHASH_UDF_SCHEMA
+        ).cache()
         with stage_progress(spark, "signatures", n_pending):
             counted = signed.agg(F.count("*").alias("rows"), F.count("error").alias("errors")).first()
         hashed, errors = counted["rows"], counted["errors"]
         if hashed != n_pending:
             raise RuntimeError(f"signatures: {n_pending} images went in but {hashed} rows came out")
         new_buckets = transform_bucket_rows(signed, "minhash", pid).cache()
-        old_buckets = _unless(full, _buckets(spark, cfg, "minhash", pid)).join(pending_ids, "image_id", "left_anti")
+        # The stored rows of pending images are a crashed run's: neither old partners nor to be written again.
+        stored = _unless(full, _buckets(spark, cfg, "minhash", pid))
         signatures = signed_before.select("image_id", "minhash").unionByName(signed.select("image_id", "minhash"))
         if n_pending * params.num_perm <= BROADCAST_HASHES:
-            paired = _pair_with_night(spark, cfg, signed, new_buckets, old_buckets, signatures, n_pending)
+            paired = _pair_with_night(spark, cfg, signed, new_buckets, stored, pending_ids, signatures, n_pending)
         else:
+            old_buckets = stored.join(pending_ids, "image_id", "left_anti")
             paired = _pair_all(spark, cfg, params, signed, old_buckets, signatures, n_pending)
         candidates, added, n_hot = paired.candidates, paired.added, paired.n_hot
         rows = paired.verified.select("*", F.lit(METHOD).alias("method"), F.lit(pid).alias("params_id"))
@@ -232,9 +237,12 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         flags.unpersist()
         # Buckets, then signatures last: a signature marks an image done, so a crash before it redoes the image.
         # Buckets a crashed run left are the pending images' own: only those are read to leave them out.
-        new_ids = signed.select("image_id")
-        left = _buckets(spark, cfg, "minhash", pid).join(F.broadcast(new_ids) if small else new_ids, "image_id",
-                                                          "left_semi")  # fmt: skip
+        if paired.left_by_crash is None:
+            new_ids = signed.select("image_id")
+            left = _buckets(spark, cfg, "minhash", pid).join(F.broadcast(new_ids) if small else new_ids, "image_id",
+                                                              "left_semi")  # fmt: skip
+        else:
+            left = spark.createDataFrame([(i,) for i in paired.left_by_crash], "image_id string")
         _write_new(new_buckets, left, ["image_id"], cfg, LSH_BUCKETS, full, kind="minhash", params_id=pid)
         new_buckets.unpersist()
         sig_rows = signed.select(
@@ -254,7 +262,8 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
 
 @dataclass
 class _Paired:
-    """A run's verified new pairs (cached until :meth:`release`), its number of candidates and its hot buckets."""
+    """A run's verified new pairs (cached until :meth:`release`), its number of candidates and its hot buckets;
+    ``left_by_crash``: the pending images whose bucket rows a crashed run stored (None: not looked for)."""
 
     candidates: int
     verified: DataFrame
@@ -262,6 +271,7 @@ class _Paired:
     hot: DataFrame
     n_hot: int
     held: tuple[DataFrame | Broadcast, ...]
+    left_by_crash: list[str] | None = None
 
     def release(self) -> None:
         for held in self.held:
@@ -303,14 +313,19 @@ def _pair_with_night(
     cfg: Config,
     signed: DataFrame,
     new: DataFrame,
-    old: DataFrame,
+    stored: DataFrame,
+    pending_ids: DataFrame,
     signatures: DataFrame,
     n_pending: int,
 ) -> _Paired:
-    """The same pairs for a run whose new signatures fit a broadcast (a night's images): the old bucket rows in
+    """The same pairs for a run whose new signatures fit a broadcast (a night's images): the stored bucket rows in
     the buckets the new images touch are read once, and each of those images is verified against the new ones
-    by numpy; no pair is shuffled."""
-    touched = transform_touched(new, old).cache()
+    by numpy; no pair is shuffled. Rows a crashed run stored for the pending images are in those buckets (the
+    same keys): they are found there, not by reading every bucket row again."""
+    reached = transform_touched(new, stored).cache()
+    left_by_crash = [r["image_id"] for r in reached.join(pending_ids, "image_id", "left_semi").select("image_id")
+                     .distinct().collect()]  # fmt: skip
+    touched = reached.join(pending_ids, "image_id", "left_anti")
     members = new.select("image_id", "band", "key").unionByName(touched.select("image_id", "band", "key"))
     hot_rows = transform_hot_buckets(members, cfg.index.hot_bucket_size).collect()
     rows = signed.where(F.col("minhash").isNotNull()).select("image_id", "minhash", "keys").toPandas()
@@ -323,7 +338,7 @@ def _pair_with_night(
     hot = spark.createDataFrame(hot_rows, "band int, key binary, size long, leader string")
     return _Paired(
         counted["candidates"] or 0, matched_pairs(scored), counted["added"] or 0, hot, len(hot_rows),
-        (touched, scored, night),
+        (reached, scored, night), left_by_crash,
     )  # fmt: skip
 
 
@@ -452,7 +467,7 @@ def _lsh_candidates(
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(scored rows in both directions, hot buckets, the new images' bucket rows), all cached."""
     pid = params.params_id
-    signed = pending.mapInPandas(make_simhash_udf(params), SIMHASH_UDF_SCHEMA)
+    signed = pending.mapInPandas(worker_task(make_simhash_udf(params)), SIMHASH_UDF_SCHEMA)
     new_buckets = transform_bucket_rows(signed, "simhash", pid).cache()
     found = transform_candidates(new_buckets, _unless(full, _buckets(spark, cfg, "simhash", pid)),
                                  cfg.index.hot_bucket_size)  # fmt: skip

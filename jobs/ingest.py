@@ -24,6 +24,7 @@ from lakelens.files import normalise_uri
 from lakelens.ingest_rows import FILES_SCHEMA, READ_SCHEMA, check_bytes, read_files
 from lakelens.lake import append, has_rows, read_table
 from lakelens.progress import stage_progress
+from lakelens.pyworker import worker_task
 from lakelens.schemas import IMAGE_URIS, IMAGES
 from lakelens.sources import (
     BYTES_COLUMNS,
@@ -83,7 +84,7 @@ def transform_read(files: DataFrame, partitions: int, ingest_cfg: IngestConfig) 
         batch_bytes=ingest_cfg.batch_bytes,
         threads=ingest_cfg.read_threads,
     )
-    return files.repartition(partitions).mapInPandas(reader, READ_SCHEMA)
+    return files.repartition(partitions).mapInPandas(worker_task(reader), READ_SCHEMA)
 
 
 def transform_check_bytes(table: DataFrame, source: str, ingest_cfg: IngestConfig) -> DataFrame:
@@ -101,7 +102,7 @@ def transform_check_bytes(table: DataFrame, source: str, ingest_cfg: IngestConfi
         threads=ingest_cfg.read_threads,
     )
     # A table may repeat a row; each (image_id, uri) counts once, as a folder's files do.
-    return rows.mapInPandas(checker, READ_SCHEMA).dropDuplicates(["image_id", "uri"])
+    return rows.mapInPandas(worker_task(checker), READ_SCHEMA).dropDuplicates(["image_id", "uri"])
 
 
 def transform_new_images(
@@ -155,6 +156,7 @@ def ingest(
                 listed = table.count()
                 read = transform_check_bytes(table, normalise_uri(source), ingest_cfg)
                 unchanged = 0
+                recorded = known_uris  # a table's rows are checked against every uri the lake records
             else:
                 candidates, listed = extract_candidates(spark, cfg, source, fmt)
                 unseen, to_read = candidates, listed
@@ -171,6 +173,7 @@ def ingest(
                 if to_read == 0:  # an unchanged source: nothing to read, nothing to write
                     return IngestCounts(listed, unchanged, 0, 0, 0, 0, 0, 0, time.monotonic() - started)
                 read = transform_read(unseen, read_partitions(spark, to_read, cfg), ingest_cfg)
+                recorded = None  # the files read are those whose (uri, size, modified) the lake does not record
 
             # Files are read once, into the cache, by this count; both writes then take rows from the cache.
             read = read.persist(StorageLevel.MEMORY_AND_DISK)
@@ -182,7 +185,7 @@ def ingest(
             new_images = transform_new_images(read, known_images, ingest_date, broadcast_ids)
             # images first: a crash before image_uris is written only makes the next run read those files again.
             append(new_images.observe(images_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGES)
-            new_uris = transform_new_uris(read, known_uris, ingest_date)
+            new_uris = transform_new_uris(read, recorded, ingest_date)
             append(new_uris.observe(uris_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGE_URIS)
     finally:
         for cached in (read, unseen, candidates):

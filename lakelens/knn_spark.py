@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakelens.knn import block_candidates
+from lakelens.pyworker import worker_task
 
 SCORED = T.StructType(
     [
@@ -73,5 +74,5 @@ def transform_exact_candidates(
         rows = keyed.where(F.col("chunk") == chunk).select("image_id", "vector").toPandas()
         matrix = np.stack(rows["vector"].to_numpy()).astype(np.float32) if len(rows) else np.zeros((0, dim))
         shipped = spark.sparkContext.broadcast((rows["image_id"].to_numpy(dtype=object), matrix))
-        parts.append(spread.mapInPandas(_scorer(shipped, k, block), SCORED))
+        parts.append(spread.mapInPandas(worker_task(_scorer(shipped, k, block)), SCORED))
     return functools.reduce(DataFrame.unionByName, parts)

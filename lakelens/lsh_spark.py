@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from lakelens.lsh import NightBuckets, screen_max_differ
+from lakelens.pyworker import worker_task
 
 _BUCKET = ["band", "key"]
 
@@ -160,9 +161,14 @@ def transform_touched(new: DataFrame, old: DataFrame) -> DataFrame:
 
 
 def transform_hot_buckets(members: DataFrame, hot_bucket_size: int) -> DataFrame:
-    """(band, key, size, leader) of the buckets of ``members`` (bucket rows) holding more images than the cap."""
-    sizes = members.groupBy(*_BUCKET).agg(F.count("*").alias("size"), F.min("image_id").alias("leader"))
-    return sizes.where(F.col("size") > hot_bucket_size)
+    """(band, key, size, leader) of the buckets of ``members`` (bucket rows) holding more images than the cap.
+
+    Sizes alone are counted over every row, by a hash aggregate; the leaders (a string minimum, which Spark
+    aggregates by sorting its rows) only over the rows of the few buckets past the cap."""
+    sizes = members.groupBy(*_BUCKET).agg(F.count("*").alias("size"))
+    hot = sizes.where(F.col("size") > hot_bucket_size)
+    leaders = members.join(F.broadcast(hot.select(*_BUCKET)), _BUCKET, "left_semi").groupBy(*_BUCKET)
+    return leaders.agg(F.count("*").alias("size"), F.min("image_id").alias("leader"))
 
 
 def transform_new_pairs(members: DataFrame, signatures: DataFrame, night: Broadcast, threshold: float) -> DataFrame:
@@ -194,7 +200,7 @@ def transform_new_pairs(members: DataFrame, signatures: DataFrame, night: Broadc
             )
 
     schema = "image_id string, candidates int, matches array<struct<partner: string, similarity: float>>"
-    return rows.select("image_id", "minhash", "buckets").mapInPandas(verify, schema)
+    return rows.select("image_id", "minhash", "buckets").mapInPandas(worker_task(verify), schema)
 
 
 def matched_pairs(scored: DataFrame) -> DataFrame:

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from lakelens.config import Config
 from lakelens.files import list_files, normalise_uri, path_kind, resolve, top_level_names
 from lakelens.ingest_rows import FILES_SCHEMA, stat_files
+from lakelens.pyworker import worker_task
 
 SOURCE_FORMATS = ("auto", "folder", "list", "parquet")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -69,7 +70,7 @@ def _stat(uris: DataFrame, base_dir: str | None, cfg: Config) -> tuple[DataFrame
     parts = read_partitions(uris.sparkSession, uris.count(), cfg)
     stats = (
         uris.repartition(parts)
-        .mapInPandas(partial(stat_files, base_dir=base_dir), FILES_SCHEMA)
+        .mapInPandas(worker_task(partial(stat_files, base_dir=base_dir)), FILES_SCHEMA)
         .dropDuplicates(["uri"])
         .persist(StorageLevel.MEMORY_AND_DISK)
     )

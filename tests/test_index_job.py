@@ -39,7 +39,16 @@ from lakelens.lsh_spark import (
 )
 from lakelens.perceptual import token_bytes
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, HOT_BUCKETS, IMAGES, NEAR_DUP_PAIRS, SIGNATURES, SIMILAR
+from lakelens.schemas import (
+    DUP_GROUPS,
+    EMBEDDINGS,
+    HOT_BUCKETS,
+    IMAGES,
+    LSH_BUCKETS,
+    NEAR_DUP_PAIRS,
+    SIGNATURES,
+    SIMILAR,
+)
 from models.registry import install_bundled
 
 
@@ -322,6 +331,7 @@ def index_tables(spark, cfg: Config) -> dict[str, list[tuple]]:
         "groups": rows(read_table(spark, cfg, DUP_GROUPS), "image_id"),
         "similar": rows(read_table(spark, cfg, SIMILAR), "image_id", "rank"),
         "signatures": rows(read_table(spark, cfg, SIGNATURES).drop("indexed_at"), "image_id"),
+        "buckets": rows(read_table(spark, cfg, LSH_BUCKETS).where(F.col("kind") == "minhash"), "image_id", "band"),
     }
 
 
@@ -344,6 +354,19 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
 
     ingest(spark, lake, str(second))
     annotate(spark, lake, ["embed"])
+    # A run killed after it stored its bucket rows, before its signatures: the next one redoes those images and
+    # stores their buckets once (the comparisons with a full rebuild below hold every bucket row).
+    write = jobs.index._write
+
+    def killed_at_signatures(df: DataFrame, cfg: Config, spec, full: bool, **partition: str) -> None:
+        if spec is SIGNATURES:
+            raise RuntimeError("killed")
+        write(df, cfg, spec, full, **partition)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jobs.index, "_write", killed_at_signatures)
+        with pytest.raises(RuntimeError, match="killed"):
+            index_near_duplicates(spark, lake)
     night2 = index_near_duplicates(spark, lake)
     assert (night2.images, night2.hashed, night2.errors) == (61, 26, 1)
     similar2 = index_similar(spark, lake)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lakelens.pyworker import mark_unsettled
 from models.registry import Manifest, model_from_bytes
 
 log = logging.getLogger("lakelens.udfs")
@@ -63,5 +64,6 @@ def cached_model(manifest: Manifest, weights: bytes, device: torch.device) -> nn
             # channels_last: oneDNN's convolutions (and tensor cores) run faster on it, with the same results.
             model = model_from_bytes(manifest, weights).to(device, memory_format=torch.channels_last).eval()
             _MODELS[key] = model
+            mark_unsettled()  # the worker now keeps the model: freeze it at the end of the task
             log.info("loaded model %s %s on %s", manifest.name, manifest.version, device)
     return model
