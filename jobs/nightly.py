@@ -28,7 +28,7 @@ from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
 from lakelens.files import normalise_uri
-from lakelens.lake import append, has_rows, read_table
+from lakelens.lake import append, read_table
 from lakelens.schemas import RUNS
 from lakelens.spark import build_session
 from lakelens.views import ViewSources, create_views
@@ -66,14 +66,19 @@ def stages(cfg: Config) -> list[str]:
 
 
 def transform_resume(runs: DataFrame, source: str, config_hash: str) -> Resume | None:
-    """The latest run of ``source`` under this config, if it did not finish: a failed or killed run resumes."""
+    """The latest run of ``source`` under this config, if it did not finish: a failed or killed run resumes.
+
+    The source's rows (a few a night) are read in one job and sorted out here."""
     mine = runs.where((F.col("source") == source) & (F.col("config_hash") == config_hash))
-    latest = mine.groupBy("run_id").agg(F.min("started_at").alias("started_at")).orderBy(F.desc("started_at")).first()
-    if latest is None:
+    rows = mine.select("run_id", "started_at", "stage", "status").collect()
+    if not rows:
         return None
-    rows = mine.where(F.col("run_id") == latest["run_id"]).select("stage", "status").collect()
-    done = frozenset(r["stage"] for r in rows if r["status"] == "done")
-    return None if WHOLE_RUN in done else Resume(latest["run_id"], done)
+    began: dict[str, datetime] = {}
+    for r in rows:
+        began[r["run_id"]] = min(began.get(r["run_id"], r["started_at"]), r["started_at"])
+    latest = max(began, key=lambda run_id: began[run_id])
+    done = frozenset(r["stage"] for r in rows if r["run_id"] == latest and r["status"] == "done")
+    return None if WHOLE_RUN in done else Resume(latest, done)
 
 
 def run_in_order(
@@ -82,13 +87,16 @@ def run_in_order(
     done: frozenset[str],
     run: Callable[[str, Callable[[], None]], None],
     parallel: int,
+    all_ready: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """Run each stage of ``todo`` not in ``done`` once the stages it needs (:data:`NEEDS`) are, up to ``parallel``
     at once; returns those run, in ``todo``'s order. After a failure no stage starts; those running finish, and
     the first failure is raised.
 
     ``run(stage, ready)`` calls ``ready()`` once the stage's tables are complete: the stages that need them start
-    then, while it writes its bookkeeping (its ``runs`` row), which ``parallel`` does not count.
+    then, while it writes its bookkeeping (its ``runs`` row), which ``parallel`` does not count. ``all_ready()`` is
+    called (in this thread) once every stage's tables are complete, unless one failed, while the last bookkeeping
+    may still run.
     """
     finished = set(done)
     working: set[str] = set()  # started, tables not complete yet
@@ -121,6 +129,8 @@ def run_in_order(
             if event == "ready":
                 working.discard(stage)
                 finished.add(stage)
+                if failure is None and finished.issuperset(todo):
+                    all_ready()
             elif event == "failed":
                 working.discard(stage)
                 failure = failure or error
@@ -128,6 +138,8 @@ def run_in_order(
                 alive -= 1
     if failure is not None:
         raise failure
+    if done.issuperset(todo):  # nothing left to run: ready already
+        all_ready()
     return [s for s in todo if s in finished and s not in done]
 
 
@@ -198,8 +210,7 @@ def nightly(
     nothing twice.
     """
     config_hash, source = cfg.digest(), normalise_uri(source)
-    runs = read_table(spark, cfg, RUNS) if has_rows(spark, cfg, RUNS) else None
-    resume = transform_resume(runs, source, config_hash) if runs is not None else None
+    resume = transform_resume(read_table(spark, cfg, RUNS), source, config_hash)
     run_id = resume.run_id if resume else new_run_id(_now())
     done = resume.done if resume else frozenset()
     if resume:
@@ -238,9 +249,11 @@ def nightly(
         })  # fmt: skip
         on_stage(stage, result)
 
-    ran = run_in_order(spark, stages(cfg), done, run_recorded, cfg.nightly.parallel_stages)
-    views = create_views(spark, cfg, view_sources(cfg))
-    log.info("nightly: views %s", ", ".join(views))
+    def publish_views() -> None:
+        log.info("nightly: views %s", ", ".join(create_views(spark, cfg, view_sources(cfg))))
+
+    # The views are made again once every table is complete, beside the last stage's bookkeeping.
+    ran = run_in_order(spark, stages(cfg), done, run_recorded, cfg.nightly.parallel_stages, publish_views)
     record(spark, cfg, base | {"stage": WHOLE_RUN, "status": "done", "started_at": run_started, "ended_at": _now(),
                                "message": f"stages run: {', '.join(ran) or 'none'}"})  # fmt: skip
     return run_id, ran

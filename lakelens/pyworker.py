@@ -8,7 +8,7 @@ with what the worker holds:
 - after the task, ``gc.collect()``: a full collection over every object the worker holds (with torch and the
   models loaded, about 100 ms a task).
 
-A night of a thousand images runs a few dozen Python tasks, so these were a fifth of its Python CPU.
+A night of a thousand images runs a few dozen Python tasks: these were 18 % of its Python CPU (BENCHMARKS.md).
 :func:`worker_task` wraps a function so that neither is repeated: the zip importers keep the directory they read
 (the archives do not change while a worker lives), and once a worker holds new long-lived objects (its first task,
 a module imported, a model loaded: :func:`mark_unsettled`) they are frozen (``gc.freeze``) at the end of the task,

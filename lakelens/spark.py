@@ -6,6 +6,7 @@ import atexit
 import functools
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from lakelens.lake import ensure_database, lake_uri, local_lake_root, warehouse_
 log = logging.getLogger(__name__)
 
 REPO_ROOT = CONF_DIR.parent
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 # What executors import: the core, the models and the UDFs (jobs run on the driver only).
 CODE_PACKAGES = ("lakelens", "models", "udfs")
 
@@ -55,6 +57,11 @@ def build_session(cfg: Config) -> SparkSession:
         builder = builder.config(key, value)
     for key, value in cfg.spark.conf.items():
         builder = builder.config(key, value)
+    cores = local_cores(master) if master else None
+    if cores and SHUFFLE_PARTITIONS not in cfg.spark.conf:
+        # A night's shuffles are small: a reduce task per core, not Spark's 200 (or a laptop-sized 8 on 2 cores,
+        # whose extra tasks cost the near-duplicate stage 0.7 s of 8 here; see BENCHMARKS.md).
+        builder = builder.config(SHUFFLE_PARTITIONS, str(cores))
     if not submitted:
         builder = builder.config("spark.driver.extraJavaOptions", _driver_java_options(cfg))
         if master and master.startswith("local"):
@@ -78,6 +85,18 @@ def build_session(cfg: Config) -> SparkSession:
         raise
     log.info("spark %s master=%s lake=%s", spark.version, spark.sparkContext.master, lake_uri(cfg))
     return spark
+
+
+def local_cores(master: str) -> int | None:
+    """The cores a local master runs tasks on (``local``, ``local[N]``, ``local[*]``, ``local[N,F]``,
+    ``local-cluster[W,C,M]``); None for a cluster manager."""
+    if master == "local":
+        return 1
+    found = re.fullmatch(r"local\[(\*|\d+)(?:,\d+)?\]", master)
+    if found:
+        return (os.cpu_count() or 1) if found[1] == "*" else int(found[1])
+    found = re.fullmatch(r"local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*\d+\s*\]", master)
+    return int(found[1]) * int(found[2]) if found else None
 
 
 def _in_process(master: str) -> bool:

@@ -27,7 +27,7 @@ from lakelens.lake import (
     table_location,
 )
 from lakelens.schemas import DUP_GROUPS, FASHION_MNIST, IMAGE_URIS, TABLES, TableSpec
-from lakelens.spark import catalog_conf, hive_scratch, session_conf
+from lakelens.spark import catalog_conf, hive_scratch, local_cores, session_conf
 
 
 def uri_rows(spark, n: int):
@@ -57,6 +57,15 @@ def test_derby_metastore_and_warehouse_under_the_lake_root(tmp_path: Path) -> No
     assert "spark.hadoop.datanucleus.cache.level2" not in external
     with pytest.raises(ValueError, match="lake.metastore=derby needs a local lake root"):
         catalog_conf(load_config(overrides=["lake.root=s3a://b/lake"]))
+
+
+def test_a_local_master_shuffles_into_a_partition_per_core(spark, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    cores = {m: local_cores(m) for m in ("local", "local[3]", "local[*]", "local[4,2]", "local-cluster[2,3,1024]")}
+    assert cores == {"local": 1, "local[3]": 3, "local[*]": 6, "local[4,2]": 4, "local-cluster[2,3,1024]": 6}
+    assert local_cores("yarn") is None and local_cores("spark://127.0.0.1:7077") is None
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"  # the session fixture's local[2]
+    assert spark.newSession().conf.get("spark.sql.shuffle.partitions") == "2"  # as jobs.nightly's stages have it
 
 
 def test_hive_scratch_goes_to_a_folder_removed_at_exit(spark) -> None:

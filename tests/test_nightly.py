@@ -204,3 +204,30 @@ def test_the_stages_that_need_a_stage_start_while_it_writes_its_bookkeeping(spar
         run_in_order(spark, STAGES, frozenset(), run, parallel=2)
     assert log[0] == "start ingest"
     assert {"start annotate", "end annotate", "start index:near_dup", "end index:near_dup"} <= set(log)
+
+
+def test_all_ready_comes_once_every_stage_is_ready_beside_the_last_bookkeeping(spark) -> None:
+    log: list[str] = []
+    called = threading.Event()
+
+    def run(stage: str, ready: Callable[[], None]) -> None:
+        log.append(f"end {stage}")
+        ready()
+        if stage == "index:similar" and not called.wait(20):  # its bookkeeping waits for all_ready
+            raise AssertionError("all_ready did not come while the last bookkeeping ran")
+
+    def all_ready() -> None:
+        log.append("all ready")
+        called.set()
+
+    assert run_in_order(spark, STAGES, frozenset(), run, parallel=2, all_ready=all_ready) == STAGES
+    assert log[-1] == "all ready" and sorted(log[:-1]) == sorted(f"end {stage}" for stage in STAGES)
+
+    failed: list[str] = []
+    with pytest.raises(RuntimeError, match="device lost"):
+        run_in_order(spark, STAGES, frozenset(), Stages(fail=True), parallel=2, all_ready=lambda: failed.append("x"))
+    assert failed == []
+
+    resumed: list[str] = []
+    assert run_in_order(spark, STAGES, frozenset(STAGES), Stages(), 2, lambda: resumed.append("x")) == []
+    assert resumed == ["x"]
