@@ -44,11 +44,12 @@ from lakelens.lsh_spark import (
     transform_candidates,
     transform_components,
     transform_cosine,
-    transform_hot_buckets,
     transform_jaccard,
+    transform_leaders,
     transform_merged_groups,
     transform_moved_groups,
     transform_new_pairs,
+    transform_oversized,
     transform_top_k,
     transform_touched,
 )
@@ -327,7 +328,12 @@ def _pair_with_night(
                      .distinct().collect()]  # fmt: skip
     touched = reached.join(pending_ids, "image_id", "left_anti")
     members = new.select("image_id", "band", "key").unionByName(touched.select("image_id", "band", "key"))
-    hot_rows = transform_hot_buckets(members, cfg.index.hot_bucket_size).collect()
+    # Leaders are looked for only where some bucket is over the cap (most nights none is).
+    oversized = transform_oversized(members, cfg.index.hot_bucket_size).collect()
+    hot_rows = []
+    if oversized:
+        over = spark.createDataFrame(oversized, "band int, key binary, size long")
+        hot_rows = transform_leaders(members, over).collect()
     rows = signed.where(F.col("minhash").isNotNull()).select("image_id", "minhash", "keys").toPandas()
     matrix = np.stack(rows["minhash"].to_numpy()) if len(rows) else np.zeros((0, 1), np.uint32)
     leaders = {(r["band"], bytes(r["key"])): r["leader"] for r in hot_rows}
@@ -401,23 +407,28 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         .select("image_id", "vector")
         .cache()
     )
-    # Images and their vectors counted in one job, which also fills the cache of the vectors.
+    pid = params.params_id
+    exact = isinstance(params, ExactParams)
+    old = _unless(full, read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid))
+    # Done: an image with a top-k list (exact), or with buckets (lsh, where an image may have no candidates).
+    done = old if exact else _unless(full, _buckets(spark, cfg, "simhash", pid))
+    done_ids = done.select("image_id").distinct().withColumn("done", F.lit(True))
+    # Images, their vectors and those still to index counted in one job, which also fills the cache of the vectors.
     images = read_table(spark, cfg, IMAGES).select("image_id").distinct().withColumn("image", F.lit(True))
     embedded = vectors.select("image_id", F.lit(True).alias("embedded"))
-    counted = images.join(embedded, "image_id", "full").agg(F.count("image"), F.count("embedded")).first()
-    n_images, n_embedded = counted[0], counted[1]
+    counted = (
+        images.join(embedded, "image_id", "full")
+        .join(done_ids, "image_id", "left")
+        .agg(F.count("image"), F.count("embedded"), F.count_if(F.col("embedded") & F.col("done").isNull()))
+        .first()
+    )
+    n_images, n_embedded, n_pending = counted[0], counted[1], counted[2]
     if n_embedded == 0:
         log.warning("similar: no embeddings from %s yet; run python -m jobs.annotate --tasks embed", model)
         vectors.unpersist()
         return None
-    pid = params.params_id
-    exact = isinstance(params, ExactParams)
     record_params(spark, cfg, "exact" if exact else "simhash", pid, asdict(params))
-    old = _unless(full, read_table(spark, cfg, SIMILAR).where(F.col("params_id") == pid))
-    # Done: an image with a top-k list (exact), or with buckets (lsh, where an image may have no candidates).
-    done = old if exact else _unless(full, _buckets(spark, cfg, "simhash", pid))
-    pending = vectors.join(done.select("image_id").distinct(), "image_id", "left_anti").cache()
-    n_pending = pending.count()
+    pending = vectors.join(done_ids, "image_id", "left_anti").cache()
     candidates = updated = n_hot = 0
     if n_pending:
         k = cfg.index.similar.k

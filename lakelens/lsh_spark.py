@@ -161,14 +161,21 @@ def transform_touched(new: DataFrame, old: DataFrame) -> DataFrame:
 
 
 def transform_hot_buckets(members: DataFrame, hot_bucket_size: int) -> DataFrame:
-    """(band, key, size, leader) of the buckets of ``members`` (bucket rows) holding more images than the cap.
+    """(band, key, size, leader) of the buckets of ``members`` (bucket rows) holding more images than the cap."""
+    return transform_leaders(members, transform_oversized(members, hot_bucket_size))
 
-    Sizes alone are counted over every row, by a hash aggregate; the leaders (a string minimum, which Spark
-    aggregates by sorting its rows) only over the rows of the few buckets past the cap."""
+
+def transform_oversized(members: DataFrame, hot_bucket_size: int) -> DataFrame:
+    """(band, key, size) of the buckets of ``members`` holding more images than the cap: sizes alone, counted
+    over every row by a hash aggregate (a leader, a string minimum, is aggregated by sorting the rows)."""
     sizes = members.groupBy(*_BUCKET).agg(F.count("*").alias("size"))
-    hot = sizes.where(F.col("size") > hot_bucket_size)
-    leaders = members.join(F.broadcast(hot.select(*_BUCKET)), _BUCKET, "left_semi").groupBy(*_BUCKET)
-    return leaders.agg(F.count("*").alias("size"), F.min("image_id").alias("leader"))
+    return sizes.where(F.col("size") > hot_bucket_size)
+
+
+def transform_leaders(members: DataFrame, hot: DataFrame) -> DataFrame:
+    """(band, key, size, leader) of the buckets ``hot`` (a few band, key rows) from the rows of ``members``."""
+    rows = members.join(F.broadcast(hot.select(*_BUCKET)), _BUCKET, "left_semi")
+    return rows.groupBy(*_BUCKET).agg(F.count("*").alias("size"), F.min("image_id").alias("leader"))
 
 
 def transform_new_pairs(members: DataFrame, signatures: DataFrame, night: Broadcast, threshold: float) -> DataFrame:
