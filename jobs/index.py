@@ -433,8 +433,11 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
     if n_pending:
         k = cfg.index.similar.k
         if exact:
-            lists = old.groupBy("image_id").agg(
-                F.when(F.count("*") >= k, F.min("cosine")).otherwise(float("-inf")).cast("double").alias("floor")
+            # An image's floor is its k-th cosine (-inf while its list is shorter): its rank-1 and rank-k rows say.
+            lists = (
+                old.where(F.col("rank").isin(1, k))
+                .groupBy("image_id")
+                .agg(F.when(F.max("rank") >= k, F.min("cosine")).otherwise(float("-inf")).cast("double").alias("floor"))
             )
             floored = vectors.join(lists, "image_id", "left").fillna(float("inf"), ["floor"])
             found = transform_exact_candidates(pending, n_pending, floored, n_embedded, k, cfg.index.similar.block)

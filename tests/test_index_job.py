@@ -291,7 +291,8 @@ def test_similar_lists_incremental_equal_full_and_exact_equals_brute_force(
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     ids = [f"img{i:03d}" for i in range(70)]
     images, embedded = embedding_rows(spark, ids, list(vectors[:69]) + [None], manifest.name, manifest.version)
-    for night in (F.col("image_id") < "img030", F.col("image_id") >= "img030"):
+    first, rest = F.col("image_id") < "img004", F.col("image_id") < "img030"  # first: lists shorter than k
+    for night in (first, rest & ~first, ~rest):
         append(images.where(night), lake, IMAGES)
         append(embedded.where(night), lake, EMBEDDINGS)
         index_similar(spark, lake)
