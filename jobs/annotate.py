@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import reduce
@@ -171,12 +171,15 @@ def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:
     )
 
 
-def annotate(spark: SparkSession, cfg: Config, tasks: Sequence[str]) -> AnnotateCounts:
+def annotate(
+    spark: SparkSession, cfg: Config, tasks: Sequence[str], embeddings_written: Callable[[], None] = lambda: None
+) -> AnnotateCounts:
     """Run every task in ``tasks`` over the images its model version has not seen, in one pass: each pending image
     is read and decoded once and goes through the tasks it lacks; each task's rows are appended to its table.
 
     The pass is staged (written once to the lake's staging folder) while the tables are written: a cache would be
     dropped by the first append, since the pass reads those tables to find its images, and the models run again.
+    ``embeddings_written()`` is called once new embeddings are in, before the other tables are written.
     """
     started = time.monotonic()
     todo = [t for t in ANNOTATE_TASKS if t in tasks]
@@ -221,18 +224,20 @@ def annotate(spark: SparkSession, cfg: Config, tasks: Sequence[str]) -> Annotate
             made_rows = made.get
             if made_rows["rows"] != n_pending or any(made_rows[t] != counted[t] for t in todo):
                 raise RuntimeError(f"annotate: {n_pending} images went in but the pass gave {made_rows}")
-            append_each(
-                [
-                    (
-                        transform_task_rows(annotated, t, tables[t], annotated_at).observe(
-                            seen, F.count("*").alias("rows"), F.count("error").alias("errors")
-                        ),
-                        tables[t],
-                    )
-                    for t, seen in appended.items()
-                ],
-                cfg,
-            )
+            writes = {
+                t: (
+                    transform_task_rows(annotated, t, tables[t], annotated_at).observe(
+                        seen, F.count("*").alias("rows"), F.count("error").alias("errors")
+                    ),
+                    tables[t],
+                )
+                for t, seen in appended.items()
+            }
+            # Embeddings first: the similar-image index reads them, and can start while the others are written.
+            if "embed" in writes:
+                append_each([writes.pop("embed")], cfg)
+                embeddings_written()
+            append_each(list(writes.values()), cfg)
     finally:
         flags.unpersist()
         for spec in specs.values():

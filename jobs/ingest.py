@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -135,9 +135,16 @@ def transform_new_uris(read: DataFrame, known_uris: DataFrame | None, ingest_dat
 
 
 def ingest(
-    spark: SparkSession, cfg: Config, source: str, fmt: str = "auto", ingest_date: date | None = None
+    spark: SparkSession,
+    cfg: Config,
+    source: str,
+    fmt: str = "auto",
+    ingest_date: date | None = None,
+    images_written: Callable[[], None] = lambda: None,
 ) -> IngestCounts:
-    """Ingest one source into the lake and return what was done (the job's whole body, without argv)."""
+    """Ingest one source into the lake and return what was done (the job's whole body, without argv).
+    ``images_written()`` is called once the new ``images`` rows are in (what the other stages read), before
+    ``image_uris`` (which only ingest reads) is written."""
     started = time.monotonic()
     ingest_date = ingest_date or datetime.now(UTC).date()
     if fmt == "auto":
@@ -185,6 +192,7 @@ def ingest(
             new_images = transform_new_images(read, known_images, ingest_date, broadcast_ids)
             # images first: a crash before image_uris is written only makes the next run read those files again.
             append(new_images.observe(images_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGES)
+            images_written()
             new_uris = transform_new_uris(read, recorded, ingest_date)
             append(new_uris.observe(uris_seen, F.count(F.lit(1)).alias("n")), cfg, IMAGE_URIS)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,7 +36,8 @@ from lakelens.views import ViewSources, create_views
 
 log = logging.getLogger("lakelens.nightly")
 WHOLE_RUN = "nightly"
-# The stages whose tables each stage reads: it starts once they are done.
+# The stages whose tables each stage reads: it starts once they are complete (ingest's images and annotate's
+# embeddings are, before those stages end: run_stage).
 NEEDS = {"ingest": (), "annotate": ("ingest",), "index:near_dup": ("ingest",), "index:similar": ("annotate",)}
 
 
@@ -153,15 +155,21 @@ def new_run_id(now: datetime) -> str:
 
 
 def run_stage(
-    spark: SparkSession, cfg: Config, stage: str, source: str, ingest_date: date | None = None
+    spark: SparkSession,
+    cfg: Config,
+    stage: str,
+    source: str,
+    ingest_date: date | None = None,
+    ready: Callable[[], None] = lambda: None,
 ) -> StageResult:
     """Run one stage on what is new since its last run (``ingest_date``: the partition of the new images, default
-    today, UTC)."""
+    today, UTC). ``ready()`` is called where the tables that later stages read are complete before the stage ends:
+    ingest's ``images`` (before ``image_uris``), annotate's ``embeddings`` (before the other four)."""
     if stage == "ingest":
-        c = ingest(spark, cfg, source, ingest_date=ingest_date)
+        c = ingest(spark, cfg, source, ingest_date=ingest_date, images_written=ready)
         return StageResult(c.listed, c.read, c.errors, "", c.summary())
     if stage == "annotate":
-        a = annotate(spark, cfg, cfg.annotate.tasks)
+        a = annotate(spark, cfg, cfg.annotate.tasks, embeddings_written=ready)
         return StageResult(a.annotated, a.rows, a.errors, a.models, a.summary())
     if stage == "index:near_dup":
         n = index_near_duplicates(spark, cfg)
@@ -232,15 +240,22 @@ def nightly(
         outer = context.getLocalProperty("spark.jobGroup.id")
         context.setJobGroup(stage_job_group(outer, stage), f"lakelens nightly {run_id}: {stage}")
         started, clock = _now(), time.monotonic()
+        signalled = threading.Event()
+
+        def ready_once() -> None:
+            if not signalled.is_set():
+                signalled.set()
+                ready()
+
         try:
-            result = run_stage(session, cfg, stage, source, ingest_date)
+            result = run_stage(session, cfg, stage, source, ingest_date, ready_once)
         except Exception as exc:
             message = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
             record(spark, cfg, base | {"stage": stage, "status": "failed", "started_at": started,
                                        "ended_at": _now(), "message": message})  # fmt: skip
             raise
         seconds, ended = time.monotonic() - clock, _now()
-        ready()
+        ready_once()
         record(spark, cfg, base | {
             "stage": stage, "status": "done", "started_at": started, "ended_at": ended,
             "rows_in": result.rows_in, "rows_out": result.rows_out, "errors": result.errors,

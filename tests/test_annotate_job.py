@@ -17,7 +17,7 @@ from jobs.ingest import ingest
 from lakelens.config import ANNOTATE_TASKS, Config, ModelsConfig
 from lakelens.lake import qualified, read_table
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import EMBEDDINGS, IMAGES
+from lakelens.schemas import EMBEDDINGS, IMAGES, LABELS
 from models.registry import RegistryError, install_bundled, load_model, save_model
 from udfs.embed import EmbedPredictor
 from udfs.predictor import predict_frame
@@ -37,7 +37,13 @@ def scene_lake(spark, cfg: Config, tmp_path: Path) -> Config:
 
 
 def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, scene_lake: Config) -> None:
-    first = annotate(spark, scene_lake, ANNOTATE_TASKS)
+    seen_then: list[tuple[int, int]] = []  # (embeddings, labels) rows when annotate says embeddings are written
+
+    def embeddings_written() -> None:
+        seen_then.append(tuple(read_table(spark, scene_lake, t).count() for t in (EMBEDDINGS, LABELS)))
+
+    first = annotate(spark, scene_lake, ANNOTATE_TASKS, embeddings_written)
+    assert seen_then == [(9, 0)]  # the similar-image index may start; the other tables come after
     assert [(c.task, c.annotated, c.good, c.errors, c.done_before) for c in first.tasks] == [
         (task, 9, 8, 1, 0) for task in ANNOTATE_TASKS
     ]

@@ -27,12 +27,18 @@ def images_by_name(spark, cfg):
 
 def test_every_odd_file_is_one_row_with_its_metadata_or_error(spark, cfg, tmp_path: Path) -> None:
     write_files(tmp_path / "src", odd_files())
-    counts = ingest(spark, cfg, str(tmp_path / "src"), ingest_date=DAY)
+    seen_then: list[tuple[int, int]] = []  # (images, image_uris) rows when ingest says images are written
+
+    def images_written() -> None:
+        seen_then.append(tuple(read_table(spark, cfg, t).count() for t in (IMAGES, IMAGE_URIS)))
+
+    counts = ingest(spark, cfg, str(tmp_path / "src"), ingest_date=DAY, images_written=images_written)
 
     n = len(ODD_EXPECTED)
     n_errors = sum(1 for e in ODD_EXPECTED.values() if e[-1] is not None)
     assert (counts.listed, counts.read, counts.good, counts.errors) == (n, n, n - n_errors, n_errors)
     assert (counts.new_images, counts.duplicates, counts.new_uris) == (n, 0, n)
+    assert seen_then == [(n, 0)]  # the other stages may start; image_uris (ingest's own) comes after
 
     expected = spark.createDataFrame(
         [(name, *meta, err is None, DAY) for name, (*meta, err) in ODD_EXPECTED.items()],

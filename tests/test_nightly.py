@@ -58,7 +58,7 @@ def test_a_failed_run_resumes_at_its_failed_stage_and_a_rerun_changes_nothing(
     cfg, source = night
     real = jobs.nightly.annotate
 
-    def fails_after_classify(spark, cfg, tasks):
+    def fails_after_classify(spark, cfg, tasks, embeddings_written=lambda: None):
         real(spark, cfg, ["classify"])  # one table written, then the device goes
         raise RuntimeError("CUDA error: device lost\nmore detail")
 
