@@ -237,7 +237,8 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         paired.release()
         flags.unpersist()
         # Buckets, then signatures last: a signature marks an image done, so a crash before it redoes the image.
-        # Buckets a crashed run left are the pending images' own: only those are read to leave them out.
+        # Buckets a crashed run left are the pending images' own: the night's pairing found them among the touched
+        # buckets; otherwise only those images' rows are read, to leave them out.
         if paired.left_by_crash is None:
             new_ids = signed.select("image_id")
             left = _buckets(spark, cfg, "minhash", pid).join(F.broadcast(new_ids) if small else new_ids, "image_id",

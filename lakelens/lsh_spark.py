@@ -160,11 +160,6 @@ def transform_touched(new: DataFrame, old: DataFrame) -> DataFrame:
     return old.join(F.broadcast(new.select(*_BUCKET).distinct()), _BUCKET, "left_semi")
 
 
-def transform_hot_buckets(members: DataFrame, hot_bucket_size: int) -> DataFrame:
-    """(band, key, size, leader) of the buckets of ``members`` (bucket rows) holding more images than the cap."""
-    return transform_leaders(members, transform_oversized(members, hot_bucket_size))
-
-
 def transform_oversized(members: DataFrame, hot_bucket_size: int) -> DataFrame:
     """(band, key, size) of the buckets of ``members`` holding more images than the cap: sizes alone, counted
     over every row by a hash aggregate (a leader, a string minimum, is aggregated by sorting the rows)."""

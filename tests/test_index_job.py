@@ -30,10 +30,11 @@ from lakelens.lsh_spark import (
     transform_bucket_rows,
     transform_candidates,
     transform_components,
-    transform_hot_buckets,
     transform_jaccard,
+    transform_leaders,
     transform_merged_groups,
     transform_new_pairs,
+    transform_oversized,
     transform_top_k,
     transform_touched,
 )
@@ -132,7 +133,7 @@ def test_pairing_against_a_broadcast_of_the_night_equals_the_self_join_and_its_v
 
     columns = ["image_id", "band", "key"]
     members = new.select(*columns).unionByName(transform_touched(new, old).select(*columns))
-    hot = transform_hot_buckets(members, 5).collect()
+    hot = transform_leaders(members, transform_oversized(members, 5)).collect()
     assert sorted(tuple(r) for r in hot) == sorted(tuple(r) for r in found.hot.collect())
     assert len(hot) == params.bands[0]
     mine = [(i, s, k) for i, s, k in zip(ids, signatures, keys, strict=True) if i in new_ids]
