@@ -97,7 +97,7 @@ def run_in_order(
 
     ``run(stage, ready)`` calls ``ready()`` once the stage's tables are complete: the stages that need them start
     then, while it writes its bookkeeping (its ``runs`` row), which ``parallel`` does not count. ``all_ready()`` is
-    called (in this thread) once every stage's tables are complete, unless one failed, while the last bookkeeping
+    called (in this thread) once every stage has called ``ready()``, unless one failed, while the last bookkeeping
     may still run.
     """
     finished = set(done)
@@ -267,7 +267,8 @@ def nightly(
     def publish_views() -> None:
         log.info("nightly: views %s", ", ".join(create_views(spark, cfg, view_sources(cfg))))
 
-    # The views are made again once every table is complete, beside the last stage's bookkeeping.
+    # The views (definitions over the tables, not their rows) are made again once every stage has said its tables
+    # are, beside the last stages' remaining writes and bookkeeping.
     ran = run_in_order(spark, stages(cfg), done, run_recorded, cfg.nightly.parallel_stages, publish_views)
     record(spark, cfg, base | {"stage": WHOLE_RUN, "status": "done", "started_at": run_started, "ended_at": _now(),
                                "message": f"stages run: {', '.join(ran) or 'none'}"})  # fmt: skip
