@@ -15,6 +15,7 @@ import json
 import shutil
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -76,10 +77,15 @@ def main() -> None:
     run_stage = jobs.nightly.run_stage
 
     def timed(
-        spark_: SparkSession, cfg_: Config, stage: str, source_: str, ingest_date: date | None = None
+        spark_: SparkSession,
+        cfg_: Config,
+        stage: str,
+        source_: str,
+        ingest_date: date | None = None,
+        ready: Callable[[], None] = lambda: None,
     ) -> jobs.nightly.StageResult:
         begun = time.time()
-        result = run_stage(spark_, cfg_, stage, source_, ingest_date)
+        result = run_stage(spark_, cfg_, stage, source_, ingest_date, ready)
         stages.append((stage, begun, time.time()))
         return result
 

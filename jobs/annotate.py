@@ -242,7 +242,8 @@ def annotate(
         flags.unpersist()
         for spec in specs.values():
             spec.weights.unpersist()
-    written = {t: (appended[t].get["rows"], appended[t].get["errors"]) if t in appended else (0, 0) for t in todo}
+    seen = {t: appended[t].get if t in appended else {"rows": 0, "errors": 0} for t in todo}  # one read each
+    written = {t: (seen[t]["rows"], seen[t]["errors"]) for t in todo}
     for t in todo:
         if written[t][0] != counted[t]:
             raise RuntimeError(f"{t}: {counted[t]} images went in but {written[t][0]} rows were written")

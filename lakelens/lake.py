@@ -26,7 +26,9 @@ from lakelens.schemas import TableSpec
 
 log = logging.getLogger("lakelens.lake")
 GENERATION = "gen"  # a partition's folder of rows written whole by replace_partition: <partition>/gen=<time>/
-_ENSURED: set[tuple[str, str, str]] = set()
+# Tables checked in this application: whether their columns are in the declared order (read_table selects them
+# otherwise; tables made by lakelens are).
+_ENSURED: dict[tuple[str, str, str], bool] = {}
 # One writer per table at a time within an application: stages running side by side (jobs.nightly) may write the
 # same table, and two Spark jobs committing into one folder would share its _temporary folder.
 _TABLE_LOCKS: dict[tuple[str, str, str], threading.RLock] = {}
@@ -87,14 +89,15 @@ def ensure_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> None:
     with _writing(key):
         ensure_database(spark, cfg)
         if spark.catalog.tableExists(name):
-            _check_same(spec, spark.table(name).schema, f"existing table {name}", strict=True)
-            _ENSURED.add(key)
+            schema = spark.table(name).schema
+            _check_same(spec, schema, f"existing table {name}", strict=True)
+            _ENSURED[key] = schema.names == spec.columns
             return
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
         partitioned = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
         comment = spec.description.replace("'", "")
         spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING parquet{partitioned} COMMENT '{comment}'")
-        _ENSURED.add(key)
+        _ENSURED[key] = True
 
 
 def _ensured_key(spark: SparkSession, cfg: Config, name: str) -> tuple[str, str, str]:
@@ -114,7 +117,9 @@ def _table_lock(df: DataFrame, cfg: Config, spec: TableSpec) -> threading.RLock:
 def read_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> DataFrame:
     """The table as a DataFrame with exactly the declared columns (created empty if it does not exist yet)."""
     ensure_table(spark, cfg, spec)
-    return spark.table(qualified(cfg, spec)).select(*spec.columns)
+    table = spark.table(qualified(cfg, spec))
+    # A select that changes nothing still costs a round trip per column and an analysis of the plan.
+    return table if _ENSURED[_ensured_key(spark, cfg, qualified(cfg, spec))] else table.select(*spec.columns)
 
 
 def table_location(spark: SparkSession, name: str) -> str:
@@ -136,8 +141,9 @@ def has_rows(spark: SparkSession, cfg: Config, spec: TableSpec) -> bool:
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     """``df`` selected to the table's columns in order; raises if a column is missing or of another type."""
-    _check_same(spec, df.schema, "DataFrame", strict=False)
-    return df.select(*[F.col(c) for c in spec.columns])
+    schema = df.schema
+    _check_same(spec, schema, "DataFrame", strict=False)
+    return df if schema.names == spec.columns else df.select(*spec.columns)
 
 
 def append(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
@@ -179,7 +185,7 @@ def replace(df: DataFrame, cfg: Config, spec: TableSpec) -> None:
             except SchemaMismatchError as exc:
                 log.warning("%s; its rows are all replaced, so it is made again with the declared schema", exc)
                 spark.sql(f"DROP TABLE {name}")
-                _ENSURED.discard(_ensured_key(spark, cfg, name))
+                _ENSURED.pop(_ensured_key(spark, cfg, name), None)
         ensure_table(spark=spark, cfg=cfg, spec=spec)
         conform(df, spec).write.insertInto(qualified(cfg, spec), overwrite=True)
 
