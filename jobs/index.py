@@ -32,7 +32,7 @@ from jobs.annotate import configured_manifest, transform_pending_images
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
 from lakelens.graph import group_moves
-from lakelens.knn import ExactParams
+from lakelens.knn import LIST_COLUMNS, ExactParams, update_lists
 from lakelens.knn_spark import transform_exact_candidates
 from lakelens.lake import append, read_table, replace_partition
 from lakelens.lsh import MinHashParams, NightBuckets, SimHashParams
@@ -67,7 +67,7 @@ from lakelens.schemas import (
     SIMILAR,
     TableSpec,
 )
-from lakelens.spark import build_session
+from lakelens.spark import build_session, local_frame
 from models.registry import Manifest
 from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash_udf, make_simhash_udf
 
@@ -80,6 +80,10 @@ BROADCAST_HASHES = 16 * 1024 * 1024
 # Up to this many new pairs (about 100 MB of ids in the driver), the groups they link are merged in the driver
 # (scipy) and the merges broadcast; more are connected by label propagation in Spark.
 DRIVER_PAIRS = 250_000
+# Exact similar images: where a run's new x all vectors are at most this many scores (a 10,000-image lake's first
+# night; a night of 10,000 new images on a lake of 13,000), the lists are updated in the driver: numpy does the
+# scoring in about a second, where the Spark path's queries and its rewrite of the lists cost several.
+DRIVER_SCORES = 1 << 27
 MOVES_SCHEMA = "stand_in string, group_id string, group_size long, new boolean"  # lakelens.graph.group_moves' rows
 
 
@@ -141,7 +145,7 @@ def record_params(spark: SparkSession, cfg: Config, kind: str, params_id: str, p
     if known.isEmpty():
         now = datetime.now(UTC).replace(tzinfo=None)
         row = [(params_id, kind, json.dumps(params, sort_keys=True), now)]
-        append(spark.createDataFrame(row, LSH_PARAMS.schema), cfg, LSH_PARAMS)
+        append(local_frame(spark, row, LSH_PARAMS.schema), cfg, LSH_PARAMS)
 
 
 def _buckets(spark: SparkSession, cfg: Config, kind: str, params_id: str) -> DataFrame:
@@ -244,7 +248,7 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
             left = _buckets(spark, cfg, "minhash", pid).join(F.broadcast(new_ids) if small else new_ids, "image_id",
                                                               "left_semi")  # fmt: skip
         else:
-            left = spark.createDataFrame([(i,) for i in paired.left_by_crash], "image_id string")
+            left = local_frame(spark, [(i,) for i in paired.left_by_crash], "image_id string")
         _write_new(new_buckets, left, ["image_id"], cfg, LSH_BUCKETS, full, kind="minhash", params_id=pid)
         new_buckets.unpersist()
         sig_rows = signed.select(
@@ -333,7 +337,7 @@ def _pair_with_night(
     oversized = transform_oversized(members, cfg.index.hot_bucket_size).collect()
     hot_rows = []
     if oversized:
-        over = spark.createDataFrame(oversized, "band int, key binary, size long")
+        over = local_frame(spark, oversized, "band int, key binary, size long")
         hot_rows = transform_leaders(members, over).collect()
     rows = signed.where(F.col("minhash").isNotNull()).select("image_id", "minhash", "keys").toPandas()
     matrix = np.stack(rows["minhash"].to_numpy()) if len(rows) else np.zeros((0, 1), np.uint32)
@@ -342,7 +346,7 @@ def _pair_with_night(
     scored = transform_new_pairs(members, signatures, night, cfg.index.near_dup.threshold).cache()
     with stage_progress(spark, "near-duplicates: pairing and verifying", n_pending):
         counted = scored.agg(F.sum("candidates").alias("candidates"), F.sum(F.size("matches")).alias("added")).first()
-    hot = spark.createDataFrame(hot_rows, "band int, key binary, size long, leader string")
+    hot = local_frame(spark, hot_rows, "band int, key binary, size long, leader string")
     return _Paired(
         counted["candidates"] or 0, matched_pairs(scored), counted["added"] or 0, hot, len(hot_rows),
         (reached, scored, night), left_by_crash,
@@ -429,9 +433,11 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         vectors.unpersist()
         return None
     record_params(spark, cfg, "exact" if exact else "simhash", pid, asdict(params))
-    pending = vectors.join(done_ids, "image_id", "left_anti").cache()
     candidates = updated = n_hot = 0
-    if n_pending:
+    if n_pending and exact and n_pending * n_embedded <= DRIVER_SCORES:
+        candidates, updated = _lists_in_the_driver(vectors, old, cfg.index.similar.k, model, cfg, pid)
+    elif n_pending:
+        pending = vectors.join(done_ids, "image_id", "left_anti").cache()
         k = cfg.index.similar.k
         if exact:
             # An image's floor is its k-th cosine (-inf while its list is shorter): its rank-1 and rank-k rows say.
@@ -466,15 +472,31 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         replace_partition(result, cfg, SIMILAR, params_id=pid)
         if new_buckets is not None:  # last: they mark an image done, so a crash before them redoes it
             _write(new_buckets, cfg, LSH_BUCKETS, full, kind="simhash", params_id=pid)
-        for df in (new_buckets, scored, hot):
+        for df in (new_buckets, scored, hot, pending):
             if df is not None:
                 df.unpersist()
-    pending.unpersist()
     vectors.unpersist()
     return SimilarCounts(
         pid, model, n_embedded, n_images - n_embedded, n_pending, candidates, updated, n_hot,
         time.monotonic() - started,
     )  # fmt: skip
+
+
+def _lists_in_the_driver(
+    vectors: DataFrame, old: DataFrame, k: int, model: str, cfg: Config, params_id: str
+) -> tuple[int, int]:
+    """The exact lists of a lake whose vectors and lists fit in the driver, updated there by
+    :func:`lakelens.knn.update_lists` and written back whole; (candidates, images updated)."""
+    spark = vectors.sparkSession
+    frame = vectors.toPandas()
+    with stage_progress(spark, "similar: exact top-k in the driver", len(frame)):
+        lists, candidates, updated = update_lists(
+            frame["image_id"].to_numpy(object), np.stack(frame["vector"].to_numpy()),
+            old.select(*LIST_COLUMNS).toPandas(), k,
+        )  # fmt: skip
+    rows = local_frame(spark, lists.assign(model=model, params_id=params_id), SIMILAR.schema)
+    replace_partition(rows, cfg, SIMILAR, params_id=params_id)
+    return candidates, updated
 
 
 def _lsh_candidates(

@@ -31,7 +31,7 @@ from lakelens.config import Config
 from lakelens.files import normalise_uri
 from lakelens.lake import append, read_table
 from lakelens.schemas import RUNS
-from lakelens.spark import build_session
+from lakelens.spark import build_session, local_frame
 from lakelens.views import ViewSources, create_views
 
 log = logging.getLogger("lakelens.nightly")
@@ -198,7 +198,7 @@ def _now() -> datetime:
 
 
 def record(spark: SparkSession, cfg: Config, row: dict) -> None:
-    append(spark.createDataFrame([row], RUNS.schema), cfg, RUNS)
+    append(local_frame(spark, [row], RUNS.schema), cfg, RUNS)
 
 
 def nightly(

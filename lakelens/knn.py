@@ -7,8 +7,12 @@ float32 only selects: a margin of ``SELECT_MARGIN`` keeps every pair its roundin
 pairs' cosines are computed again pair by pair in float64, so the result does not depend on how the vectors were cut
 into blocks (an incremental run equals a full one, bit for bit).
 
+:func:`update_lists` applies the same rule to a whole lake in one process, for lakes small enough that every vector
+and list fits in the driver (``jobs.index``).
+
 Example:
     >>> image, neighbor, cosine = block_candidates(ids, vectors, ids, vectors, np.full(len(ids), np.inf), k=10)
+    >>> lists, candidates, updated = update_lists(ids, vectors, old_lists, k=10)
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lakelens.lsh import params_id
 
 SELECT_MARGIN = 1e-4  # far above float32 rounding of a 64-1024 term dot product of unit vectors (< 1e-6)
+BLOCK_SCORES = 1 << 24  # update_lists: scores of one block of queries against every vector (64 MiB of float32)
+LIST_COLUMNS = ["image_id", "neighbor_id", "rank", "cosine"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,55 @@ def block_candidates(
     image = np.concatenate([left_ids[row_i], right_ids[col_j]])
     neighbor = np.concatenate([right_ids[row_j], left_ids[col_i]])
     return image, neighbor, np.concatenate([row_cos, col_cos]).astype(np.float32)
+
+
+def floors_of(ids: np.ndarray, lists: pd.DataFrame, k: int) -> np.ndarray:
+    """Each image's floor for :func:`block_candidates` from its top-k list (``lists``: image_id, rank, cosine): its
+    rank-k cosine; -inf where its list is shorter than k; +inf where it has none (a query)."""
+    index = pd.Index(ids)
+    floors = np.where(index.isin(lists["image_id"]), -np.inf, np.inf)
+    kth = lists[lists["rank"] == k]
+    at = index.get_indexer(kth["image_id"])
+    floors[at[at >= 0]] = kth["cosine"].to_numpy(np.float64)[at >= 0]
+    return floors
+
+
+def ranked(scored: pd.DataFrame, k: int) -> pd.DataFrame:
+    """(image_id, neighbor_id, cosine) -> each image's ``k`` best, ranked 1..k (ties: smaller neighbour id first),
+    as ``lakelens.lsh_spark.transform_top_k`` ranks them."""
+    ordered = scored.sort_values(["image_id", "cosine", "neighbor_id"], ascending=[True, False, True], kind="stable")
+    rank = ordered.groupby("image_id", sort=False).cumcount() + 1
+    best = ordered.assign(rank=rank.astype(np.int32))
+    return best[best["rank"] <= k][LIST_COLUMNS].reset_index(drop=True)
+
+
+def update_lists(ids: np.ndarray, vectors: np.ndarray, lists: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int, int]:
+    """Every image's top-k list after the images without a list (in ``ids``, not in ``lists``) are ranked against all
+    ``vectors`` and the old lists they enter are updated (the same lists as a full build); the candidate rows
+    scored; the images whose list was made or updated.
+
+    Args:
+        ids, vectors: [N] image ids and [N, dim] unit vectors of every image of the lake.
+        lists: the current lists (image_id, neighbor_id, rank, cosine) of the images that have one.
+    """
+    ids = np.asarray(ids, dtype=object)
+    vectors = np.asarray(vectors, np.float32)
+    floors = floors_of(ids, lists, k)
+    queries = np.flatnonzero(np.isposinf(floors))
+    step = max(1, BLOCK_SCORES // max(1, len(ids)))
+    found = [
+        block_candidates(ids[rows], vectors[rows], ids, vectors, floors, k)
+        for rows in (queries[start : start + step] for start in range(0, len(queries), step))
+    ]
+    scored = pd.DataFrame(
+        {
+            "image_id": np.concatenate([f[0] for f in found]) if found else np.array([], dtype=object),
+            "neighbor_id": np.concatenate([f[1] for f in found]) if found else np.array([], dtype=object),
+            "cosine": np.concatenate([f[2] for f in found]) if found else np.array([], np.float32),
+        }
+    )
+    affected = lists["image_id"].isin(scored["image_id"])
+    merged = pd.concat([scored, lists.loc[affected, ["image_id", "neighbor_id", "cosine"]]], ignore_index=True)
+    merged = ranked(merged.drop_duplicates(["image_id", "neighbor_id"]), k)
+    kept = lists.loc[~affected, LIST_COLUMNS]
+    return pd.concat([kept, merged], ignore_index=True), len(scored), scored["image_id"].nunique()

@@ -18,6 +18,7 @@ from pyspark.sql import types as T
 
 from lakelens.knn import block_candidates
 from lakelens.pyworker import worker_task
+from lakelens.spark import local_frame
 
 SCORED = T.StructType(
     [
@@ -65,7 +66,7 @@ def transform_exact_candidates(
     tasks = max(spark.sparkContext.defaultParallelism, -(-n_vectors // block))
     spread = vectors.select("image_id", "vector", F.col("floor").cast("double")).repartition(tasks)
     if n_queries == 0:
-        return spark.createDataFrame([], SCORED)
+        return local_frame(spark, [], SCORED)
     dim = len(queries.first()["vector"])
     chunks = max(1, -(-n_queries * dim // QUERY_CHUNK_FLOATS))
     keyed = queries.select("image_id", "vector", F.pmod(F.xxhash64("image_id"), F.lit(chunks)).alias("chunk"))

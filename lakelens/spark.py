@@ -11,14 +11,19 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 from py4j.protocol import Py4JJavaError
 from pyspark import SparkContext
 from pyspark.errors import AnalysisException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType, _parse_datatype_string
 
 from lakelens.config import CONF_DIR, Config
 from lakelens.lake import ensure_database, lake_uri, local_lake_root, warehouse_uri
@@ -151,6 +156,28 @@ def job_session(cfg: Config) -> Iterator[SparkSession]:
             spark.stop()
             if cfg.lake.metastore == "derby":
                 _shut_down_derby(cfg)
+
+
+def local_frame(
+    spark: SparkSession, rows: Sequence[Sequence[Any] | Mapping[str, Any]] | pd.DataFrame, schema: StructType | str
+) -> DataFrame:
+    """A DataFrame of the driver's ``rows`` (tuples in the schema's order, dicts by column name with a missing key
+    null, or a pandas DataFrame with the schema's columns) with ``schema`` (a StructType or a DDL string). Naive
+    timestamps are taken as UTC, as the lake's are.
+
+    Made as an Arrow table, which Spark takes in the JVM: ``createDataFrame`` of a list (or of an empty pandas
+    frame) sends the rows through a Python worker instead, two tasks and about 0.3 s of CPU for one row here
+    (BENCHMARKS.md), and a night makes several such frames (its ``runs`` rows, its hot buckets, ...)."""
+    struct = schema if isinstance(schema, StructType) else _parse_datatype_string(schema)
+    arrow = to_arrow_schema(struct)
+    if isinstance(rows, pd.DataFrame):
+        table = pa.Table.from_pandas(rows[struct.names], schema=arrow, preserve_index=False)
+        return spark.createDataFrame(table, struct)
+    columns = [
+        pa.array([row.get(name) if isinstance(row, Mapping) else row[i] for row in rows], type=arrow.field(i).type)
+        for i, name in enumerate(struct.names)
+    ]
+    return spark.createDataFrame(pa.Table.from_arrays(columns, schema=arrow), struct)
 
 
 @contextmanager

@@ -275,10 +275,13 @@ def brute_force_top_k(ids: list[str], vectors: np.ndarray, k: int) -> list[tuple
     return sorted(out)
 
 
-@pytest.mark.parametrize("method", ["exact", "lsh"])
+@pytest.mark.parametrize(
+    ("method", "driver_scores"), [("exact", jobs.index.DRIVER_SCORES), ("exact", 0), ("lsh", jobs.index.DRIVER_SCORES)]
+)
 def test_similar_lists_incremental_equal_full_and_exact_equals_brute_force(
-    spark, cfg: Config, tmp_path: Path, method: str
+    spark, cfg: Config, tmp_path: Path, method: str, driver_scores: int, monkeypatch
 ) -> None:
+    monkeypatch.setattr(jobs.index, "DRIVER_SCORES", driver_scores)  # 0: every exact run takes the Spark path
     similar = dataclasses.replace(cfg.index.similar, method=method, k=5, block=16, bands=32, rows=4)
     lake = dataclasses.replace(
         cfg, models=ModelsConfig(str(tmp_path / "models")), index=dataclasses.replace(cfg.index, similar=similar)
@@ -383,7 +386,8 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     assert index_tables(spark, lake) == incremental
 
     # A rebuild that fails part-way leaves the tables as they were: its partitions are swapped in at the end.
-    for name in ("transform_jaccard", "transform_new_pairs", "transform_cosine", "transform_exact_candidates"):
+    for name in ("transform_jaccard", "transform_new_pairs", "transform_cosine", "transform_exact_candidates",
+                 "update_lists"):  # fmt: skip
         monkeypatch.setattr(jobs.index, name, executor_lost)
     with pytest.raises(RuntimeError, match="executor lost"):
         index_near_duplicates(spark, lake, full=True)

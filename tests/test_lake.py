@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -26,8 +27,8 @@ from lakelens.lake import (
     table_dataset,
     table_location,
 )
-from lakelens.schemas import DUP_GROUPS, FASHION_MNIST, IMAGE_URIS, TABLES, TableSpec
-from lakelens.spark import catalog_conf, hive_scratch, local_cores, session_conf
+from lakelens.schemas import DUP_GROUPS, FASHION_MNIST, IMAGE_URIS, RUNS, TABLES, TableSpec
+from lakelens.spark import catalog_conf, hive_scratch, local_cores, local_frame, session_conf
 
 
 def uri_rows(spark, n: int):
@@ -132,6 +133,33 @@ def test_session_conf_restores_the_setting(spark) -> None:
     with session_conf(spark, key, "7"):
         assert spark.conf.get(key) == "7"
     assert spark.conf.get(key) == before
+
+
+def test_local_frames_hold_the_rows_and_never_pass_through_a_python_worker(spark) -> None:
+    now = datetime(2026, 12, 6, 23, 1, 2, 345678)
+    done = {"run_id": "r", "stage": "ingest", "status": "done", "started_at": now, "ended_at": now, "rows_in": 3,
+            "images_per_s": 1.5, "config_hash": "h", "source": "s"}  # fmt: skip
+    failed = {"run_id": "r", "stage": "annotate", "status": "failed", "started_at": now, "ended_at": now,
+              "config_hash": "h", "source": "s", "message": "boom"}  # fmt: skip
+    as_tuples = [tuple(row.get(name) for name in RUNS.schema.names) for row in (done, failed)]
+    buckets = [(1, b"\x00\x01", 5, "a"), (2, bytearray(b""), 7, None)]
+    sizes = pd.DataFrame({"size": [7, 8], "leader": ["x", "y"]})  # columns by name, in any order
+    with session_conf(spark, "spark.sql.session.timeZone", "America/New_York"):  # naive times are UTC whatever this
+        frames = {
+            "dicts": (local_frame(spark, [done, failed], RUNS.schema), spark.createDataFrame(as_tuples, RUNS.schema)),
+            "ddl": (local_frame(spark, buckets, "band int, key binary, size long, leader string"),
+                    spark.createDataFrame(buckets, "band int, key binary, size long, leader string")),
+            "pandas": (local_frame(spark, sizes, "leader string, size long"),
+                       spark.createDataFrame([("x", 7), ("y", 8)], "leader string, size long")),
+            "empty": (local_frame(spark, [], RUNS.schema), spark.createDataFrame([], RUNS.schema)),
+        }  # fmt: skip
+        for name, (made, expected) in frames.items():
+            assertDataFrameEqual(made, expected)
+            assert made.schema == expected.schema, name
+            # createDataFrame of a list goes through a Python worker (a PythonRDD); the Arrow table does not
+            assert "PythonRDD" not in made._jdf.queryExecution().toRdd().toDebugString(), name
+        started = frames["dicts"][0].select(F.date_format("started_at", "yyyy-MM-dd HH:mm:ss").alias("t")).first()
+    assert started.t == "2026-12-06 18:01:02"  # 23:01 UTC seen from New York
 
 
 def group_rows(spark, rows: list[tuple[str, str]], params_id: str):
