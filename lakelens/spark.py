@@ -172,12 +172,15 @@ def local_frame(
     arrow = to_arrow_schema(struct)
     if isinstance(rows, pd.DataFrame):
         table = pa.Table.from_pandas(rows[struct.names], schema=arrow, preserve_index=False)
-        return spark.createDataFrame(table, struct)
-    columns = [
-        pa.array([row.get(name) if isinstance(row, Mapping) else row[i] for row in rows], type=arrow.field(i).type)
-        for i, name in enumerate(struct.names)
-    ]
-    return spark.createDataFrame(pa.Table.from_arrays(columns, schema=arrow), struct)
+    else:
+        columns = [
+            pa.array([row.get(name) if isinstance(row, Mapping) else row[i] for row in rows], type=arrow.field(i).type)
+            for i, name in enumerate(struct.names)
+        ]
+        table = pa.Table.from_arrays(columns, schema=arrow)
+    # Spark makes a partition of each Arrow batch (10,000 rows): one partition instead, so that a write of the rows
+    # is one task and one file, not a task and a file per 10,000 rows.
+    return spark.createDataFrame(table, struct).coalesce(1)
 
 
 @contextmanager
