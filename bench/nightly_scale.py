@@ -5,8 +5,9 @@
 Makes ``n + add`` scenes once (kept in ``--work``), links the first ``n`` into the source folder and runs the
 nightly job on a new lake (every default task, the bundled models); then links the other ``add`` in and runs it
 again, which reads, annotates and indexes only those; then once more with nothing new (what a night costs when
-nothing comes). Prints each run's wall time and Spark job count and, per stage, its rows and images/s as the ``runs``
-table recorded them, and the ratio of the incremental run to the full one (the goal is at most 0.20). The runs share
+nothing comes). Prints each run's wall time, Spark job count and CPU time (on Linux: the JVM's, the Python
+workers', this process's), per stage its rows and images/s as the ``runs`` table recorded them, and the ratio of
+the incremental run to the full one (the goal is at most 0.20). The runs share
 one Spark session, as a nightly application would; its start is reported apart. They are consecutive nights: each
 ingests into the next day's ``ingest_date`` partition.
 """
@@ -27,6 +28,30 @@ from lakelens.scenes import generate_scenes
 from lakelens.schemas import RUNS
 from lakelens.spark import build_session
 from models.registry import install_bundled
+
+
+def tree_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process ("driver"), its JVM ("jvm") and the JVM's Python workers ("workers",
+    those ended included), from /proc; empty where there is none."""
+    if not Path("/proc/self/stat").exists():
+        return {}
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        procs[int(entry.name)] = (int(fields[1]), name, sum(int(f) for f in fields[11:15]))  # utime..cstime
+    mine = {os.getpid()}
+    for _ in range(4):  # driver -> JVM -> daemon -> workers
+        mine |= {pid for pid, (parent, _, _) in procs.items() if parent in mine}
+    hz, cpu = os.sysconf("SC_CLK_TCK"), {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
+    for pid in mine:
+        _, name, ticks = procs[pid]
+        kind = "driver" if pid == os.getpid() else "jvm" if name == "java" else "workers"
+        cpu[kind] += ticks / hz
+    return cpu
 
 
 def link_files(files: list[Path], folder: Path) -> None:
@@ -82,15 +107,16 @@ def main() -> None:
         if label == "incremental":
             link_files(files[args.n :], source)
         spark.sparkContext.setJobGroup(label, f"nightly, {label}")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), tree_cpu()
         # One night after another: each night's new images go to a partition of their own, as they do in use.
         run_id, _ = nightly(spark, cfg, str(source), ingest_date=today + timedelta(days=night))
         walls.append(time.perf_counter() - started)
         tracker = spark.sparkContext.statusTracker()
         groups = [label] + [stage_job_group(label, stage) for stage in stages(cfg)]
         jobs = sum(len(tracker.getJobIdsForGroup(group)) for group in groups)
+        used = ", ".join(f"{k} {v - cpu[k]:.1f}s" for k, v in tree_cpu().items())
         print(f"{label} run ({count} new scenes, {len(list(source.iterdir()))} in the source): {walls[-1]:.1f}s, "
-              f"{jobs} Spark jobs")  # fmt: skip
+              f"{jobs} Spark jobs; CPU {used or 'not measured'}")  # fmt: skip
         print("\n".join(stage_lines(spark, cfg, run_id)), flush=True)
     print(f"incremental / full: {walls[1] / walls[0]:.3f} (goal <= 0.20)")
     spark.stop()

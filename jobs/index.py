@@ -36,6 +36,7 @@ from lakelens.knn import LIST_COLUMNS, ExactParams, update_lists
 from lakelens.knn_spark import transform_exact_candidates
 from lakelens.lake import append, read_table, replace_partition
 from lakelens.lsh import MinHashParams, NightBuckets, SimHashParams
+from lakelens.lsh_pairs import night_pairs
 from lakelens.lsh_spark import (
     Screen,
     both_directions,
@@ -77,6 +78,9 @@ METHOD = "minhash-jaccard"
 # signatures and buckets, to pair and verify the images of the buckets they touch with numpy; larger runs pair by
 # the bucket self-join (screened by the hash values' low bits) and join both signatures onto each pair in Spark.
 BROADCAST_HASHES = 16 * 1024 * 1024
+# Up to this many hash values in the whole lake (64 MiB as uint32: 65,536 images at 256 permutations), a run's
+# pairs are found and verified in the driver (lakelens.lsh_pairs) from every signature: no bucket row is read.
+DRIVER_HASHES = 16 * 1024 * 1024
 # Up to this many new pairs (about 100 MB of ids in the driver), the groups they link are merged in the driver
 # (scipy) and the merges broadcast; more are connected by label propagation in Spark.
 DRIVER_PAIRS = 250_000
@@ -221,7 +225,9 @@ def index_near_duplicates(spark: SparkSession, cfg: Config, full: bool = False) 
         # The stored rows of pending images are a crashed run's: neither old partners nor to be written again.
         stored = _unless(full, _buckets(spark, cfg, "minhash", pid))
         signatures = signed_before.select("image_id", "minhash").unionByName(signed.select("image_id", "minhash"))
-        if n_pending * params.num_perm <= BROADCAST_HASHES:
+        if n_images * params.num_perm <= DRIVER_HASHES:
+            paired = _pair_in_the_driver(spark, cfg, params, signed, signed_before, stored)
+        elif n_pending * params.num_perm <= BROADCAST_HASHES:
             paired = _pair_with_night(spark, cfg, signed, new_buckets, stored, pending_ids, signatures, n_pending)
         else:
             old_buckets = stored.join(pending_ids, "image_id", "left_anti")
@@ -312,6 +318,31 @@ def _pair_all(
         added = verified.count()
     hot = found.hot.cache()
     return _Paired(candidates, verified, added, hot, hot.count(), (pairs, verified, hot))
+
+
+def _pair_in_the_driver(
+    spark: SparkSession, cfg: Config, params: MinHashParams, signed: DataFrame, before: DataFrame, stored: DataFrame
+) -> _Paired:
+    """The same pairs for a lake whose signatures fit in the driver: the stored signatures and the run's new ones
+    are collected, and :func:`lakelens.lsh_pairs.night_pairs` bands and verifies them there. The bucket rows are not
+    read, except to look for those a crashed run stored for the pending images, where the table holds more than
+    the old signatures' ``b`` rows each."""
+    columns = ["image_id", "minhash"]
+    old = before.where(F.col("minhash").isNotNull()).select(*columns).toPandas()
+    new = signed.where(F.col("minhash").isNotNull()).select(*columns).toPandas()
+    frame = pd.concat([old, new], ignore_index=True)
+    matrix = np.stack(frame["minhash"].to_numpy()) if len(frame) else np.zeros((0, params.num_perm), np.uint32)
+    is_new = np.arange(len(frame)) >= len(old)
+    b, r = params.bands
+    started = time.monotonic()
+    found = night_pairs(frame["image_id"].to_numpy(object), matrix, is_new, b, r,
+                        cfg.index.near_dup.threshold, cfg.index.hot_bucket_size)  # fmt: skip
+    log.info("near-duplicates: %d new of %d images paired in the driver, %d candidates verified in %.1fs",
+             len(new), len(frame), found.candidates, time.monotonic() - started)  # fmt: skip
+    verified = local_frame(spark, found.pairs, "image_id_a string, image_id_b string, similarity float")
+    hot = local_frame(spark, found.hot, "band int, key binary, size long, leader string")
+    left_by_crash = [] if stored.count() == b * len(old) else None
+    return _Paired(found.candidates, verified, len(found.pairs), hot, len(found.hot), (), left_by_crash)
 
 
 def _pair_with_night(
@@ -488,12 +519,11 @@ def _lists_in_the_driver(
     """The exact lists of a lake whose vectors and lists fit in the driver, updated there by
     :func:`lakelens.knn.update_lists` and written back whole; (candidates, images updated)."""
     spark = vectors.sparkSession
-    frame = vectors.toPandas()
-    with stage_progress(spark, "similar: exact top-k in the driver", len(frame)):
-        lists, candidates, updated = update_lists(
-            frame["image_id"].to_numpy(object), np.stack(frame["vector"].to_numpy()),
-            old.select(*LIST_COLUMNS).toPandas(), k,
-        )  # fmt: skip
+    frame, before = vectors.toPandas(), old.select(*LIST_COLUMNS).toPandas()
+    started = time.monotonic()
+    lists, candidates, updated = update_lists(frame["image_id"].to_numpy(object), np.stack(frame["vector"]), before, k)
+    log.info("similar: top-k lists of %d images updated in the driver (%d candidates) in %.1fs",
+             updated, candidates, time.monotonic() - started)  # fmt: skip
     rows = local_frame(spark, lists.assign(model=model, params_id=params_id), SIMILAR.schema)
     replace_partition(rows, cfg, SIMILAR, params_id=params_id)
     return candidates, updated

@@ -2,13 +2,16 @@
 
 The tables keep every model version's and every signature scheme's rows; a view reads the ones the current
 configuration makes, so ``SELECT * FROM image_summary`` needs no ``WHERE model_version = ...``. The nightly job
-creates them again after each run (``CREATE OR REPLACE``), so they follow a model or parameter change.
+makes them again after a run whose configuration changed their SQL (a model or parameter change); each view keeps
+a hash of its SQL as a property, so an unchanged one is left as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from lakelens.config import Config
@@ -30,6 +33,9 @@ class ViewSources:
 def _rows_of(cfg: Config, spec: TableSpec, where: str | None, columns: str) -> str:
     """A subquery over ``spec`` restricted by ``where``; no rows where ``where`` is None (nothing configured)."""
     return f"SELECT {columns} FROM {qualified(cfg, spec)} WHERE {where or 'false'}"
+
+
+SQL_HASH = "lakelens.sql_sha256"  # the view property holding the hash of the SQL the view was made with
 
 
 def _model(pinned: tuple[str, str] | None) -> str | None:
@@ -73,12 +79,24 @@ def view_sql(cfg: Config, sources: ViewSources) -> dict[str, str]:
 
 
 def create_views(spark: SparkSession, cfg: Config, sources: ViewSources) -> list[str]:
-    """Create (or replace) every view in the lake database; returns their qualified names."""
+    """Create (or replace) every view of the lake database that is missing or was made with other SQL; returns
+    their qualified names."""
     for spec in (IMAGES, LABELS, CAPTIONS, DUP_GROUPS, SIMILAR):
         ensure_table(spark, cfg, spec)
     made = []
     for name, select in view_sql(cfg, sources).items():
         view = f"{cfg.lake.database}.{name}"
-        spark.sql(f"CREATE OR REPLACE VIEW {view} AS {select}")
+        digest = hashlib.sha256(select.encode()).hexdigest()
+        if _sql_hash(spark, view) != digest:
+            spark.sql(f"CREATE OR REPLACE VIEW {view} TBLPROPERTIES ('{SQL_HASH}' = '{digest}') AS {select}")
         made.append(view)
     return made
+
+
+def _sql_hash(spark: SparkSession, view: str) -> str | None:
+    """The SQL hash a view was made with; None for a missing view (or one made without it)."""
+    try:
+        found = spark.sql(f"SHOW TBLPROPERTIES {view} ('{SQL_HASH}')").first()
+    except AnalysisException:
+        return None
+    return found["value"] if found is not None and found["key"] == SQL_HASH else None

@@ -24,6 +24,7 @@ from lakelens.config import Config, ModelsConfig
 from lakelens.graph import components_frame
 from lakelens.lake import append, read_table
 from lakelens.lsh import MinHashParams, NightBuckets, minhash_band_keys, minhash_signatures, screen_max_differ
+from lakelens.lsh_pairs import night_pairs
 from lakelens.lsh_spark import (
     Screen,
     matched_pairs,
@@ -142,6 +143,12 @@ def test_pairing_against_a_broadcast_of_the_night_equals_the_self_join_and_its_v
     scored = transform_new_pairs(members, table, spark.sparkContext.broadcast(night), 0.5)
     assert rows(matched_pairs(scored), "image_id_a", "image_id_b") == expected
     assert scored.agg(F.sum("candidates")).first()[0] == found.pairs.count()
+
+    # In one process, from the signatures alone (jobs.index's path for a small lake): the same pairs and hot buckets.
+    in_driver = night_pairs(np.array(ids, object), signatures, np.isin(ids, list(new_ids)), *params.bands, 0.5, 5)
+    assert sorted(map(tuple, in_driver.pairs.itertuples(index=False))) == expected
+    assert in_driver.candidates == found.pairs.count()
+    assert sorted(map(tuple, in_driver.hot.itertuples(index=False))) == sorted(tuple(r) for r in hot)
 
 
 def screened_candidates(table: DataFrame, params: MinHashParams, threshold: float) -> DataFrame:
@@ -345,9 +352,18 @@ def executor_lost(*args: object) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pairing", ["in the driver", "against a broadcast of the night"])
 def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_queries_agree(
-    spark, cfg: Config, tmp_path: Path, scene_sources: tuple[Path, Path], capsys, monkeypatch: pytest.MonkeyPatch
+    spark,
+    cfg: Config,
+    tmp_path: Path,
+    scene_sources: tuple[Path, Path],
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+    pairing: str,
 ) -> None:
+    if pairing != "in the driver":
+        monkeypatch.setattr(jobs.index, "DRIVER_HASHES", 0)  # a lake too large to pair in the driver
     lake = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "models")))
     install_bundled(lake.models.registry)
     first, second = scene_sources
@@ -387,7 +403,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
 
     # A rebuild that fails part-way leaves the tables as they were: its partitions are swapped in at the end.
     for name in ("transform_jaccard", "transform_new_pairs", "transform_cosine", "transform_exact_candidates",
-                 "update_lists"):  # fmt: skip
+                 "update_lists", "night_pairs"):  # fmt: skip
         monkeypatch.setattr(jobs.index, name, executor_lost)
     with pytest.raises(RuntimeError, match="executor lost"):
         index_near_duplicates(spark, lake, full=True)
@@ -401,6 +417,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     assert index_tables(spark, lake) == incremental
     assert read_table(spark, lake, HOT_BUCKETS).count() == 0
     with monkeypatch.context() as patched:  # too many new signatures to broadcast: the self-join and joined verify
+        patched.setattr(jobs.index, "DRIVER_HASHES", 0)
         patched.setattr(jobs.index, "BROADCAST_HASHES", 0)
         index_near_duplicates(spark, lake, full=True)
     assert index_tables(spark, lake) == incremental

@@ -20,6 +20,7 @@ from lakelens.lsh import (
     optimal_bands,
     simhash_band_keys,
 )
+from lakelens.lsh_pairs import night_pairs
 from lakelens.perceptual import perceptual_tokens, token_bytes
 from lakelens.scenes.transforms import apply_transform
 from udfs.signatures import minhash_frame
@@ -79,6 +80,33 @@ def test_band_keys_give_the_candidates_that_minhashlsh_queries_give() -> None:
         assert ours == set(lsh.query(m)), i
         found_pairs += len(ours) - 1
     assert found_pairs > 50  # families do collide: the comparison is not vacuous
+
+
+def test_pairs_in_one_process_are_the_new_images_bucket_mates_and_a_hot_buckets_leader() -> None:
+    # b=2 bands of r=1 value; the third and fourth values only tell the verified similarity apart.
+    rows = {
+        "a": [1, 10, 5, 5], "b": [1, 11, 5, 6], "c": [1, 12, 7, 7],  # band 0 bucket 1: b is new
+        "d": [2, 13, 8, 8],  # new, alone
+        "h0": [3, 20, 0, 0], "h1": [3, 21, 0, 1], "h2": [3, 22, 1, 1], "h3": [3, 23, 0, 0],  # band 0 bucket 3: hot
+    }  # fmt: skip
+    ids = np.array(list(rows), object)
+    signatures = np.array(list(rows.values()), np.uint32)
+
+    def found(new: set[str], cap: int = 3):
+        return night_pairs(ids, signatures, np.isin(ids, list(new)), b=2, r=1, threshold=0.5, hot_bucket_size=cap)
+
+    def pairs(found_) -> list[tuple]:
+        return sorted((a, z, float(sim)) for a, z, sim in found_.pairs.itertuples(index=False))
+
+    night = found({"b", "d", "h2"})
+    assert pairs(night) == [("a", "b", 0.5)]  # b-c and h0-h2 agree in one value of four: below 0.5
+    assert night.candidates == 3  # a-b, b-c and, in the hot bucket, h2 with its leader h0 only; a-c are both old
+    assert [(r.band, r.size, r.leader) for r in night.hot.itertuples()] == [(0, 4, "h0")]
+    assert found({"h2"}, cap=10).candidates == 3  # not hot: h2 with every member of its bucket
+    leader = found({"h0"})  # a new leader meets every member of its hot bucket
+    assert pairs(leader) == [("h0", "h1", 0.5), ("h0", "h3", 0.75)] and leader.candidates == 3
+    nothing = found(set())
+    assert (len(nothing.pairs), nothing.candidates, len(nothing.hot)) == (0, 0, 0)
 
 
 def test_params_ids_change_with_any_parameter() -> None:
