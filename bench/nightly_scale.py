@@ -37,6 +37,8 @@ def tree_cpu() -> dict[str, float]:
         return {}
     procs = {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             stat = (entry / "stat").read_text()
         except (OSError, ValueError):
