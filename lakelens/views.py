@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from lakelens.config import Config
@@ -95,8 +94,8 @@ def create_views(spark: SparkSession, cfg: Config, sources: ViewSources) -> list
 
 def _sql_hash(spark: SparkSession, view: str) -> str | None:
     """The SQL hash a view was made with; None for a missing view (or one made without it)."""
-    try:
-        found = spark.sql(f"SHOW TBLPROPERTIES {view} ('{SQL_HASH}')").first()
-    except AnalysisException:
+    # Asked first: SHOW TBLPROPERTIES of a missing view raises, and PySpark logs each such error with its stack.
+    if not spark.catalog.tableExists(view):
         return None
+    found = spark.sql(f"SHOW TBLPROPERTIES {view} ('{SQL_HASH}')").first()
     return found["value"] if found is not None and found["key"] == SQL_HASH else None
