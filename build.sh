@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lakelens build entry point: setup | test | demo | sql "QUERY" [--lake PATH] | package [--out DIR]
+# lakelens build entry point: setup | test | demo | sql "QUERY" ["QUERY" ...] [--lake PATH] | package [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -95,7 +95,7 @@ case "$cmd" in
     ;;
   sql)
     setup
-    [ $# -ge 1 ] || die 'usage: ./build.sh sql "QUERY" [--lake PATH]'
+    [ $# -ge 1 ] || die 'usage: ./build.sh sql "QUERY" ["QUERY" ...] [--lake PATH]'
     exec "$PY" -m jobs.sql "$@"
     ;;
   package)
@@ -103,7 +103,7 @@ case "$cmd" in
     exec "$PY" -m lakelens.dist "$@"
     ;;
   *)
-    echo "usage: ./build.sh setup | test [pytest args] | demo [--n N] [--lake PATH] | sql \"QUERY\" [--lake PATH] | package [--out DIR] [--python-prefix PREFIX]" >&2
+    echo "usage: ./build.sh setup | test [pytest args] | demo [--n N] [--lake PATH] | sql \"QUERY\" [\"QUERY\" ...] [--lake PATH] | package [--out DIR] [--python-prefix PREFIX]" >&2
     exit 2
     ;;
 esac

@@ -26,6 +26,22 @@ def table_rows(shown: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in shown.splitlines() if line.startswith("|")]
 
 
+def sql_results(lake: Path, queries: list[str]) -> dict[str, list[list[str]]]:
+    """Every query's table rows, from one ``./build.sh sql`` (one Spark start), which prints each result after a
+    ``-- QUERY`` line."""
+    result = run("./build.sh", "sql", *queries, "--lake", str(lake), "--limit", "1000", "--truncate", "0")
+    assert result.returncode == 0, result.stderr
+    printed: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in result.stdout.splitlines():
+        if line.startswith("-- ") and line[3:] in queries:
+            lines = printed.setdefault(line[3:], [])
+        else:
+            lines.append(line)
+    assert list(printed) == list(dict.fromkeys(queries))
+    return {query: table_rows("\n".join(shown)) for query, shown in printed.items()}
+
+
 def test_bad_config_fails_fast_naming_the_key(tmp_path: Path) -> None:
     result = run(sys.executable, "-m", "jobs.ingest", "--source", str(tmp_path), "--set", "ingest.max_pixel=5")
     assert result.returncode == 2
@@ -52,15 +68,11 @@ def test_ingest_then_sql_from_another_process(tmp_path: Path) -> None:
     assert ingested.returncode == 0, ingested.stderr
     assert "read 15 (good 10 + errors 5), new images 15" in ingested.stdout
 
-    tables = run("./build.sh", "sql", "SHOW TABLES IN lake", "--lake", str(lake))
-    assert tables.returncode == 0, tables.stderr
-    assert {"images", "image_uris"} <= {
-        line.split("|")[2].strip() for line in tables.stdout.splitlines() if "lake" in line
-    }
-
-    errors = run("./build.sh", "sql", "SELECT count(*) AS bad FROM images WHERE error IS NOT NULL", "--lake", str(lake))
-    assert errors.returncode == 0, errors.stderr
-    assert table_rows(errors.stdout) == [["bad"], ["5"]]
+    tables, errors = "SHOW TABLES IN lake", "SELECT count(*) AS bad FROM images WHERE error IS NOT NULL"
+    shown = sql_results(lake, [tables, errors])
+    assert shown[tables][0] == ["namespace", "tableName", "isTemporary"]
+    assert {"images", "image_uris"} <= {row[1] for row in shown[tables][1:]}
+    assert shown[errors] == [["bad"], ["5"]]
 
 
 def test_synth_job_writes_scenes_and_ground_truth(tmp_path: Path) -> None:
@@ -93,16 +105,15 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert "listed 40, unchanged 40, read 0 (good 0 + errors 0), new images 0" in again.stdout
     assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 5
     assert "hashed 0 new of 40 images" in again.stdout and "indexed 0 new of 40 embedded images" in again.stdout
-    check_readme_queries(lake)
-    check_lake_queries(lake)
-    check_index_queries(lake)
-    check_spark_sql(lake)
 
-    counted = run(
-        "./build.sh", "sql", "SELECT count(*) AS n, count(DISTINCT uri) AS uris FROM images", "--lake", str(lake)
-    )
-    assert counted.returncode == 0, counted.stderr
-    assert table_rows(counted.stdout) == [["n", "uris"], ["40", "40"]]
+    counted = "SELECT count(*) AS n, count(DISTINCT uri) AS uris FROM images"
+    markers = ("<!-- annotation queries -->", "<!-- lake queries -->", "<!-- index queries -->")
+    shown = sql_results(lake, [counted, *(q for m in markers for q in readme_queries(m).values())])
+    assert shown[counted] == [["n", "uris"], ["40", "40"]]
+    check_readme_queries(lake, shown)
+    check_lake_queries(lake, shown)
+    check_index_queries(lake, shown)
+    check_spark_sql(lake)
 
 
 def check_spark_sql(lake: Path) -> None:
@@ -134,8 +145,9 @@ def readme_queries(marker: str = "<!-- annotation queries -->") -> dict[str, str
     return queries
 
 
-def check_readme_queries(lake: Path) -> None:
-    """Each README query over the demo lake gives what the tables' Parquet files say it should."""
+def check_readme_queries(lake: Path, shown: dict[str, list[list[str]]]) -> None:
+    """Each README query over the demo lake (``shown``: its printed rows) gives what the tables' Parquet files say
+    it should."""
     warehouse = lake / "warehouse" / "lake.db"
     detections = pq.read_table(warehouse / "detections").to_pandas()
     segments = pq.read_table(warehouse / "segments").to_pandas()
@@ -143,29 +155,20 @@ def check_readme_queries(lake: Path) -> None:
     queries = readme_queries()
     assert len(queries) == 3
 
-    ranked = table_rows(run("./build.sh", "sql", queries["The ten most confident stars, best first"], "--lake",
-                            str(lake)).stdout)  # fmt: skip
+    ranked = shown[queries["The ten most confident stars, best first"]]
     stars = sorted((o["score"] for objs in detections.objects for o in objs if o["label"] == "star"), reverse=True)
     assert ranked[0] == ["file", "conf"] and len(ranked) == 1 + min(10, len(stars)) > 1
     assert [float(r[1]) for r in ranked[1:]] == [round(s, 3) for s in stars[:10]]
     assert all(r[0].endswith((".jpg", ".png")) for r in ranked[1:])
 
-    covered = table_rows(run("./build.sh", "sql", queries["Images more than 10 % covered by one shape"], "--lake",
-                             str(lake), "--limit", "1000", "--truncate", "0").stdout)  # fmt: skip
+    covered = shown[queries["Images more than 10 % covered by one shape"]]
     expected = {(i, c) for i, f in zip(segments.image_id, segments.fractions, strict=True)
                 for c, share in dict(f).items() if c != "background" and share > 0.1}  # fmt: skip
     assert covered[0] == ["image_id", "class", "share"] and {(r[0], r[1]) for r in covered[1:]} == expected
 
-    worded = run("./build.sh", "sql", queries["Captions with the word 'star'"], "--lake", str(lake), "--truncate", "0")
-    worded = table_rows(worded.stdout)
+    worded = shown[queries["Captions with the word 'star'"]]
     counts = captions[captions.caption.str.split().map(lambda w: "star" in w)].caption.value_counts()
     assert worded[0] == ["caption", "n"] and {r[0]: int(r[1]) for r in worded[1:]} == counts.to_dict()
-
-
-def sql_rows(lake: Path, query: str) -> list[list[str]]:
-    result = run("./build.sh", "sql", query, "--lake", str(lake), "--limit", "1000", "--truncate", "0")
-    assert result.returncode == 0, result.stderr
-    return table_rows(result.stdout)
 
 
 def file_names(warehouse: Path) -> dict[str, str]:
@@ -174,7 +177,7 @@ def file_names(warehouse: Path) -> dict[str, str]:
     return dict(zip(images.image_id, images.uri.str.rsplit("/", n=1).str[-1], strict=True))
 
 
-def check_lake_queries(lake: Path) -> None:
+def check_lake_queries(lake: Path, shown: dict[str, list[list[str]]]) -> None:
     """README's five queries over the views give what the tables' Parquet files say they should."""
     warehouse = lake / "warehouse" / "lake.db"
     files = file_names(warehouse)
@@ -184,37 +187,37 @@ def check_lake_queries(lake: Path) -> None:
     queries = readme_queries("<!-- lake queries -->")
     assert len(queries) == 5
 
-    per_label = sql_rows(lake, queries["Images per top label, with the mean confidence"])
+    per_label = shown[queries["Images per top label, with the mean confidence"]]
     counted = labels.groupby("label").score.agg(["count", "mean"])
     assert per_label[0] == ["top_label", "images", "mean_score"]
     assert {r[0]: int(r[1]) for r in per_label[1:]} == counted["count"].to_dict()
     assert all(abs(float(r[2]) - counted["mean"][r[0]]) < 1e-3 for r in per_label[1:])
 
-    best = sql_rows(lake, queries["The three most confident hexagons"])
+    best = shown[queries["The three most confident hexagons"]]
     hexagons = labels[labels.label == "hexagon"].sort_values(["score", "image_id"], ascending=[False, True]).head(3)
     assert best[0] == ["rank", "file", "score"]
     ranked = enumerate(zip(hexagons.image_id, hexagons.score, strict=True), start=1)
     assert best[1:] == [[str(i), files[h], str(round(float(s), 3))] for i, (h, s) in ranked]
 
-    sizes = sql_rows(lake, queries["Images by the size of their near-duplicate group"])
+    sizes = shown[queries["Images by the size of their near-duplicate group"]]
     size_of = dict(zip(groups.image_id, groups.group_size, strict=True))
     expected = Counter(int(size_of.get(i, 1)) for i in files)
     assert sizes[0] == ["dup_group_size", "images"] and {int(a): int(b) for a, b in sizes[1:]} == expected
     assert len(expected) > 1  # the demo plants near-duplicates
 
-    largest = sql_rows(lake, queries["The largest near-duplicate groups and their files"])
+    largest = shown[queries["The largest near-duplicate groups and their files"]]
     members = groups.groupby("group_id").image_id.agg(lambda ids: " ".join(sorted(files[i] for i in ids)))
     top = groups.drop_duplicates("group_id").sort_values(["group_size", "group_id"], ascending=[False, True]).head(3)
     assert largest[0] == ["group_id", "group_size", "files"]
     assert largest[1:] == [[g[:12], str(n), members[g]] for g, n in zip(top.group_id, top.group_size, strict=True)]
 
-    agree = sql_rows(lake, queries["How often the caption names the classifier's label"])
+    agree = shown[queries["How often the caption names the classifier's label"]]
     both = labels.merge(captions, on="image_id")
     named = sum(label in caption.split(" ") for label, caption in zip(both.label, both.caption, strict=True))
     assert agree == [["images", "caption_names_label"], [str(len(both)), str(named)]]
 
 
-def check_index_queries(lake: Path) -> None:
+def check_index_queries(lake: Path, shown: dict[str, list[list[str]]]) -> None:
     """README's two index queries give what the dup_groups and similar Parquet files say they should."""
     warehouse = lake / "warehouse" / "lake.db"
     files = file_names(warehouse)
@@ -223,15 +226,15 @@ def check_index_queries(lake: Path) -> None:
     queries = readme_queries("<!-- index queries -->")
     assert len(queries) == 2
 
-    shown = sql_rows(lake, queries["Near-duplicate groups, largest first"])
+    largest = shown[queries["Near-duplicate groups, largest first"]]
     size = groups.groupby("group_id").size()
-    assert shown[0] == ["group_id", "group_size", "files"] and len(shown) == 1 + min(5, len(size)) > 1
-    for group_id, group_size, listed in shown[1:]:
+    assert largest[0] == ["group_id", "group_size", "files"] and len(largest) == 1 + min(5, len(size)) > 1
+    for group_id, group_size, listed in largest[1:]:
         members = sorted(files[i] for i in groups[groups.group_id == group_id].image_id)
         assert int(group_size) == size[group_id] and sorted(listed.strip("[]").split(", ")) == members
-    assert [int(r[1]) for r in shown[1:]] == sorted(size, reverse=True)[:5]
+    assert [int(r[1]) for r in largest[1:]] == sorted(size, reverse=True)[:5]
 
-    closest = sql_rows(lake, queries["The five images most like one image"])
+    closest = shown[queries["The five images most like one image"]]
     first = similar[similar.image_id == similar.image_id.min()].sort_values("rank").head(5)
     ranked = zip(first["rank"], first.neighbor_id, first.cosine, strict=True)
     assert closest == [["rank", "neighbor_id", "cosine"], *([str(r), n, str(round(float(c), 3))] for r, n, c in ranked)]
