@@ -20,21 +20,13 @@ from pyspark.sql import functions as F
 
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config, IngestConfig
-from lakelens.files import normalise_uri
+from lakelens.files import Listing, normalise_uri
 from lakelens.ingest_rows import FILES_SCHEMA, READ_SCHEMA, check_bytes, read_files
 from lakelens.lake import append, has_rows, read_table
 from lakelens.progress import stage_progress
 from lakelens.pyworker import worker_task
 from lakelens.schemas import IMAGE_URIS, IMAGES
-from lakelens.sources import (
-    BYTES_COLUMNS,
-    SOURCE_FORMATS,
-    binary_columns,
-    detect_format,
-    extract_candidates,
-    read_partitions,
-    uri_column,
-)
+from lakelens.sources import Source, add_source_options, extract_candidates, open_source, read_partitions
 from lakelens.spark import build_session, session_conf
 
 log = logging.getLogger("lakelens.ingest")
@@ -53,13 +45,15 @@ class IngestCounts:
     duplicates: int
     new_uris: int
     seconds: float
+    note: str = ""  # what the listing of a folder skipped, or why it found nothing
 
     def summary(self) -> str:
         rate = self.read / self.seconds if self.seconds else 0.0
+        note = f"\n  {self.note}" if self.note else ""
         return (
             f"ingest: listed {self.listed}, unchanged {self.unchanged}, read {self.read} "
             f"(good {self.good} + errors {self.errors}), new images {self.new_images}, "
-            f"duplicates {self.duplicates}, new uris {self.new_uris}, {self.seconds:.1f}s, {rate:.0f} images/s"
+            f"duplicates {self.duplicates}, new uris {self.new_uris}, {self.seconds:.1f}s, {rate:.0f} images/s{note}"
         )
 
 
@@ -87,16 +81,14 @@ def transform_read(files: DataFrame, partitions: int, ingest_cfg: IngestConfig) 
     return files.repartition(partitions).mapInPandas(worker_task(reader), READ_SCHEMA)
 
 
-def transform_check_bytes(table: DataFrame, source: str, ingest_cfg: IngestConfig) -> DataFrame:
-    """READ_SCHEMA rows for a table that already holds image bytes (and maybe a uri or path column)."""
-    binary = binary_columns(table)
-    bytes_col = next((c for c in BYTES_COLUMNS if c in binary), binary[0])
-    uri_col = uri_column(table)
+def transform_check_bytes(table: DataFrame, source: Source, ingest_cfg: IngestConfig) -> DataFrame:
+    """READ_SCHEMA rows for a table that holds image bytes (in ``source.bytes_column``, with maybe a uri column)."""
+    uri_col = source.uri_column
     uri: Column = F.col(uri_col).cast("string") if uri_col else F.lit(None).cast("string")
-    rows = table.select(uri.alias("uri"), F.col(bytes_col).alias("bytes"))
+    rows = table.select(uri.alias("uri"), F.col(source.bytes_column).alias("bytes"))
     checker = partial(
         check_bytes,
-        source=source,
+        source=normalise_uri(source.uri),
         max_pixels=ingest_cfg.max_pixels,
         batch_bytes=ingest_cfg.batch_bytes,
         threads=ingest_cfg.read_threads,
@@ -137,35 +129,37 @@ def transform_new_uris(read: DataFrame, known_uris: DataFrame | None, ingest_dat
 def ingest(
     spark: SparkSession,
     cfg: Config,
-    source: str,
-    fmt: str = "auto",
+    source: Source | str,
     ingest_date: date | None = None,
     images_written: Callable[[], None] = lambda: None,
 ) -> IngestCounts:
-    """Ingest one source into the lake and return what was done (the job's whole body, without argv).
-    ``images_written()`` is called once the new ``images`` rows are in (what the other stages read), before
-    ``image_uris`` (which only ingest reads) is written."""
+    """Ingest one source (a path is opened with :func:`open_source`) into the lake and return what was done (the
+    job's whole body, without argv). ``images_written()`` is called once the new ``images`` rows are in (what the
+    other stages read), before ``image_uris`` (which only ingest reads) is written."""
     started = time.monotonic()
     ingest_date = ingest_date or datetime.now(UTC).date()
-    if fmt == "auto":
-        fmt = detect_format(source)
-    log.info("ingest: source %s (%s) into %s", source, fmt, cfg.lake.database)
+    source = open_source(source) if isinstance(source, str) else source
+    log.info("ingest: source %s (%s) into %s", source.uri, source.format, cfg.lake.database)
     # None stands for an empty table: the first ingest skips joins against nothing.
     known_uris = read_table(spark, cfg, IMAGE_URIS) if has_rows(spark, cfg, IMAGE_URIS) else None
     known_images = read_table(spark, cfg, IMAGES) if has_rows(spark, cfg, IMAGES) else None
     ingest_cfg = cfg.ingest
 
-    table = spark.read.parquet(normalise_uri(source)) if fmt == "parquet" else None
     candidates = unseen = read = None  # cached along the way; released however the run ends
+    note = ""
     try:
         with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(ingest_cfg.arrow_batch_rows)):
-            if table is not None and binary_columns(table):
+            if source.bytes_column is not None:
+                table = spark.read.parquet(normalise_uri(source.uri))
                 listed = table.count()
-                read = transform_check_bytes(table, normalise_uri(source), ingest_cfg)
+                read = transform_check_bytes(table, source, ingest_cfg)
                 unchanged = 0
                 recorded = known_uris  # a table's rows are checked against every uri the lake records
             else:
-                candidates, listed = extract_candidates(spark, cfg, source, fmt)
+                candidates, listed, listing = extract_candidates(spark, cfg, source)
+                note = listing_note(source, listing, ingest_cfg.patterns) if listing else ""
+                if note:
+                    log.info("ingest: %s", note)
                 unseen, to_read = candidates, listed
                 if known_uris is not None:
                     unseen = transform_unseen(candidates, known_uris).persist(StorageLevel.MEMORY_AND_DISK)
@@ -178,7 +172,7 @@ def ingest(
                     to_read,
                 )
                 if to_read == 0:  # an unchanged source: nothing to read, nothing to write
-                    return IngestCounts(listed, unchanged, 0, 0, 0, 0, 0, 0, time.monotonic() - started)
+                    return IngestCounts(listed, unchanged, 0, 0, 0, 0, 0, 0, time.monotonic() - started, note)
                 read = transform_read(unseen, read_partitions(spark, to_read, cfg), ingest_cfg)
                 recorded = None  # the files read are those whose (uri, size, modified) the lake does not record
 
@@ -211,13 +205,33 @@ def ingest(
         duplicates=n_read - n_images,
         new_uris=uris_seen.get["n"],
         seconds=time.monotonic() - started,
+        note=note,
     )
+
+
+def listing_note(source: Source, listing: Listing, patterns: Sequence[str]) -> str:
+    """What a user should know of a folder's listing: that it found no image files, and what it skipped."""
+    skipped = []
+    if listing.repeated_folders:
+        skipped.append(
+            f"{listing.repeated_folders} links to folders already listed (symbolic link loops or second paths) "
+            "not followed"
+        )
+    if listing.unreadable_folders:
+        skipped.append(f"{listing.unreadable_folders} folders that could not be read")
+    if listing.files:
+        return "; ".join(skipped)
+    found = (
+        f"{listing.unmatched} files there, none named like {', '.join(patterns)} (--glob to widen)"
+        if listing.unmatched
+        else "the folder holds no files"
+    )
+    return "; ".join([f"no image files in {source.uri}: {found}", *skipped])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser("jobs.ingest", __doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="a folder, a text file of paths/URIs, or a Parquet table")
-    parser.add_argument("--format", default="auto", choices=SOURCE_FORMATS, help="what --source is (default: auto)")
+    add_source_options(parser)
     parser.add_argument(
         "--glob",
         action="append",
@@ -228,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.glob:
         args.overrides.append(f"ingest.patterns={args.glob}")
     cfg = config_from_args(args)
+    source = open_source(args.source, args.format, args.bytes_column)
     spark = build_session(cfg)
-    counts = ingest(spark, cfg, args.source, args.format, args.date)
+    counts = ingest(spark, cfg, source, args.date)
     print(counts.summary())
     return 0
 

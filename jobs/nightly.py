@@ -31,6 +31,7 @@ from lakelens.config import Config
 from lakelens.files import normalise_uri
 from lakelens.lake import append, read_table
 from lakelens.schemas import RUNS
+from lakelens.sources import Source, add_source_options, open_source
 from lakelens.spark import build_session, local_frame
 from lakelens.views import ViewSources, create_views
 
@@ -158,7 +159,7 @@ def run_stage(
     spark: SparkSession,
     cfg: Config,
     stage: str,
-    source: str,
+    source: Source,
     ingest_date: date | None = None,
     ready: Callable[[], None] = lambda: None,
 ) -> StageResult:
@@ -204,7 +205,7 @@ def record(spark: SparkSession, cfg: Config, row: dict) -> None:
 def nightly(
     spark: SparkSession,
     cfg: Config,
-    source: str,
+    source: Source | str,
     on_stage: Callable[[str, StageResult], None] = lambda stage, result: None,
     ingest_date: date | None = None,
 ) -> tuple[str, list[str]]:
@@ -217,15 +218,16 @@ def nightly(
     stage, or before its row, leaves that stage to be redone, and stages are incremental, so redoing one adds
     nothing twice.
     """
-    config_hash, source = cfg.digest(), normalise_uri(source)
-    resume = transform_resume(read_table(spark, cfg, RUNS), source, config_hash)
+    source = open_source(source) if isinstance(source, str) else source
+    config_hash, source_uri = cfg.digest(), normalise_uri(source.uri)
+    resume = transform_resume(read_table(spark, cfg, RUNS), source_uri, config_hash)
     run_id = resume.run_id if resume else new_run_id(_now())
     done = resume.done if resume else frozenset()
     if resume:
         log.info("nightly: resuming run %s (done: %s)", run_id, ", ".join(sorted(done)) or "nothing")
     else:
-        log.info("nightly: run %s of %s", run_id, source)
-    base = {"run_id": run_id, "config_hash": config_hash, "source": source}
+        log.info("nightly: run %s of %s", run_id, source_uri)
+    base = {"run_id": run_id, "config_hash": config_hash, "source": source_uri}
     run_started = _now()
     for stage in sorted(done):
         log.info("nightly: %s already done in this run", stage)
@@ -277,14 +279,15 @@ def nightly(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser("jobs.nightly", __doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="a folder of images, a .txt list of paths, or a Parquet table")
+    add_source_options(parser)
     parser.add_argument("--date", type=date.fromisoformat, help="ingest_date of the new images (default: today, UTC)")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
+    source = open_source(args.source, args.format, args.bytes_column)
     spark = build_session(cfg)
     started = time.monotonic()
     run_id, ran = nightly(
-        spark, cfg, args.source, on_stage=lambda stage, result: print(result.summary, flush=True), ingest_date=args.date
+        spark, cfg, source, on_stage=lambda stage, result: print(result.summary, flush=True), ingest_date=args.date
     )
     print(f"nightly: run {run_id} done in {time.monotonic() - started:.1f}s; stages run: {', '.join(ran) or 'none'}")
     return 0

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 _HADOOP_SCHEMES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
+FILE_NOT_FOUND = "file not found"
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,10 @@ def normalise_uri(path_or_uri: str) -> str:
     local = path_or_uri.removeprefix("file:")
     if local.startswith("//"):  # file:///abs -> /abs
         local = local[2:]
-    return "file:" + str(Path(local).expanduser().resolve())
+    try:
+        return "file:" + str(Path(local).expanduser().resolve())
+    except RuntimeError:  # a symbolic link loop: the path as written, whose read then gives its row an error
+        return "file:" + os.path.abspath(os.path.expanduser(local))
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -71,8 +76,30 @@ def matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(lower, p.lower()) for p in patterns)
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What listing a folder found: the matching files (one per real file, sorted by uri), the files that did not
+    match the patterns, and the folders not entered: links to a folder already listed (a symbolic link loop, or a
+    second path to it) and folders that could not be read."""
+
+    files: list[FileStat]
+    unmatched: int = 0
+    repeated_folders: int = 0
+    unreadable_folders: int = 0
+
+
 def list_files(root: str, patterns: Iterable[str]) -> list[FileStat]:
-    """Every file under ``root`` (recursively) whose base name matches one of ``patterns``, sorted by uri.
+    """Every file under ``root`` (recursively) whose base name matches one of ``patterns``, sorted by uri (see
+    :func:`list_folder`)."""
+    return list_folder(root, patterns).files
+
+
+def list_folder(root: str, patterns: Iterable[str]) -> Listing:
+    """The files under ``root`` (recursively) whose base name matches one of ``patterns``, sorted by uri.
+
+    A local folder is walked with symbolic links resolved: each real folder is entered once (a link back to a
+    folder already listed, a loop, is counted and not followed), and each real file is listed once, under its
+    resolved path, whether its own name or that of a link to it matches.
 
     Raises:
         FileNotFoundError: ``root`` does not exist or is not a folder.
@@ -82,13 +109,57 @@ def list_files(root: str, patterns: Iterable[str]) -> list[FileStat]:
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"source folder not found: {root}")
     patterns = list(patterns)
+    if root_uri.startswith("file:"):
+        return _walk_local(Path(path), patterns)
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=False))
+    files = [info for info in infos if info.type == pafs.FileType.File]
     found = [
-        FileStat(_uri_of(root_uri, info.path), info.size, _utc(info.mtime))
-        for info in infos
-        if info.type == pafs.FileType.File and matches(info.base_name, patterns)
+        FileStat(_uri_of(root_uri, i.path), i.size, _utc(i.mtime)) for i in files if matches(i.base_name, patterns)
     ]
-    return sorted(found, key=lambda s: s.uri)
+    return Listing(sorted(found, key=lambda s: s.uri), unmatched=len(files) - len(found))
+
+
+def _walk_local(root: Path, patterns: list[str]) -> Listing:
+    folders = [Path(os.path.realpath(root))]
+    entered: set[tuple[int, int]] = set()
+    found: dict[str, FileStat] = {}
+    unmatched: set[str] = set()
+    repeated = unreadable = 0
+    while folders:
+        folder = folders.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in entered:
+                repeated += 1
+                continue
+            entered.add((info.st_dev, info.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError:
+            unreadable += 1
+            continue
+        for entry in entries:
+            try:
+                real = os.path.realpath(entry.path) if entry.is_symlink() else entry.path
+                if entry.is_dir():  # follows a link
+                    folders.append(Path(real))
+                    continue
+                if not entry.is_file() or real in found:
+                    continue
+                if matches(entry.name, patterns) or matches(os.path.basename(real), patterns):
+                    stat_result = entry.stat()
+                    found[real] = FileStat("file:" + real, stat_result.st_size, _from_ns(stat_result.st_mtime_ns))
+                    unmatched.discard(real)
+                else:
+                    unmatched.add(real)
+            except OSError:  # a link to nowhere, or a file that went away while listing: nothing to list
+                continue
+    files = sorted(found.values(), key=lambda s: s.uri)
+    return Listing(files, unmatched=len(unmatched), repeated_folders=repeated, unreadable_folders=unreadable)
+
+
+def _from_ns(ns: int) -> datetime:
+    # Microseconds, truncated, as pyarrow's stat gives them, so that a file listed here and stat-ed there agree.
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
 def path_kind(uri: str) -> str:
@@ -98,10 +169,11 @@ def path_kind(uri: str) -> str:
     return {pafs.FileType.File: "file", pafs.FileType.Directory: "folder"}.get(kind, "missing")
 
 
-def top_level_names(uri: str) -> list[str]:
-    """Base names of the entries directly inside a folder."""
+def folder_entries(uri: str) -> list[tuple[str, str]]:
+    """(base name, ``file`` or ``folder``) of each entry directly inside a folder, links followed."""
     fs, path = resolve(uri)
-    return [info.base_name for info in fs.get_file_info(pafs.FileSelector(path))]
+    kinds = {pafs.FileType.File: "file", pafs.FileType.Directory: "folder"}
+    return [(i.base_name, kinds.get(i.type, "other")) for i in fs.get_file_info(pafs.FileSelector(path))]
 
 
 def stat(uri: str) -> FileStat:
@@ -112,7 +184,7 @@ def stat(uri: str) -> FileStat:
     except Exception as exc:
         return FileStat(uri, error=f"cannot stat: {exc}")
     if info.type == pafs.FileType.NotFound:
-        return FileStat(uri, error="file not found")
+        return FileStat(uri, error=FILE_NOT_FOUND)
     if info.type != pafs.FileType.File:
         return FileStat(uri, error=f"not a regular file ({info.type.name})")
     return FileStat(uri, info.size, _utc(info.mtime))
@@ -128,7 +200,7 @@ def read_bytes(uri: str, max_bytes: int) -> tuple[bytes | None, str | None]:
                 return None, f"file too large: {size} bytes > ingest.max_bytes {max_bytes}"
             return f.read(), None
     except FileNotFoundError:
-        return None, "file not found (it may have been removed after listing)"
+        return None, FILE_NOT_FOUND
     except Exception as exc:
         return None, f"cannot read file: {str(exc).strip() or type(exc).__name__}"
 

@@ -24,7 +24,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from lakelens.files import normalise_uri, read_bytes, stat
+from lakelens.files import FILE_NOT_FOUND, normalise_uri, read_bytes, stat
 from lakelens.imaging import probe
 
 FILES_SCHEMA = StructType(
@@ -97,6 +97,8 @@ def read_files(
     def one(item: tuple[str, Any, Any]) -> dict[str, Any]:
         uri, size, modified = item
         data, error = read_bytes(uri, max_bytes)
+        if error == FILE_NOT_FOUND and size is not None and not pd.isna(size):
+            error += " (removed after it was listed)"
         return {**record(uri, data, error, max_pixels), "size": size, "modified": modified}
 
     items = (row for b in batches for row in zip(b["uri"], b["size"], b["modified"], strict=True))

@@ -265,3 +265,13 @@ def test_launch_runs_a_job_by_name_and_refuses_an_unknown_one(tmp_path: Path) ->
     synth = run(sys.executable, "-m", "jobs.launch", "synth", "--out", str(tmp_path / "s"), "--n", "3", "--seed", "1")
     assert synth.returncode == 0, synth.stderr
     assert json.loads(synth.stdout)["n_images"] == 3
+
+
+def test_a_missing_source_is_refused_before_spark_starts_in_one_line(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    for job in ("jobs.ingest", "jobs.nightly"):
+        result = run(sys.executable, "-m", job, "--source", str(tmp_path / "nope"), "--lake", str(lake))
+        assert result.returncode == 1
+        expected = f"error: FileNotFoundError: source not found: {tmp_path / 'nope'}"
+        assert result.stderr.strip().splitlines() == [expected]
+        assert not lake.exists()

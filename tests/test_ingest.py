@@ -16,7 +16,7 @@ from jobs.ingest import ingest, transform_read
 from lakelens.ingest_rows import image_id_of
 from lakelens.lake import read_table
 from lakelens.schemas import IMAGE_URIS, IMAGES
-from lakelens.sources import extract_candidates
+from lakelens.sources import extract_candidates, open_source
 
 DAY = date(2026, 1, 2)
 
@@ -115,7 +115,7 @@ def test_identical_bytes_are_one_image_with_every_uri(spark, cfg, tmp_path: Path
 
 def test_file_that_disappears_after_listing_is_an_error_row(spark, cfg, tmp_path: Path) -> None:
     paths = write_files(tmp_path / "src", {"stays.png": encode(rgb(seed=1), "PNG"), "goes.png": encode(rgb(), "PNG")})
-    candidates, listed = extract_candidates(spark, cfg, str(tmp_path / "src"), "folder")
+    candidates, listed, _ = extract_candidates(spark, cfg, open_source(str(tmp_path / "src"), "folder"))
     paths[1].unlink()
     read = transform_read(candidates, 2, cfg.ingest)
     rows = read.select("uri", "error").collect()
@@ -194,3 +194,47 @@ def test_an_empty_folder_ingests_nothing_and_says_so(spark, cfg, tmp_path: Path)
     counts = ingest(spark, cfg, str(tmp_path / "empty"), ingest_date=DAY)
     assert (counts.listed, counts.read, counts.new_images, counts.new_uris) == (0, 0, 0, 0)
     assert read_table(spark, cfg, IMAGES).count() == 0
+
+
+def test_a_folder_without_images_says_what_it_holds(spark, cfg, tmp_path: Path) -> None:
+    write_files(tmp_path / "docs", {"notes.txt": b"x", "deep/readme.md": b"y"})
+    counts = ingest(spark, cfg, str(tmp_path / "docs"), ingest_date=DAY)
+    assert counts.listed == 0
+    assert f"no image files in {tmp_path / 'docs'}: 2 files there, none named like *.jpg" in counts.summary()
+    assert "(--glob to widen)" in counts.summary()
+    (tmp_path / "empty").mkdir()
+    assert "the folder holds no files" in ingest(spark, cfg, str(tmp_path / "empty"), ingest_date=DAY).summary()
+
+
+def test_a_folder_with_link_loops_ingests_each_file_once(spark, cfg, tmp_path: Path) -> None:
+    write_files(tmp_path / "src", {"a/one.png": encode(rgb(seed=1), "PNG"), "two.png": encode(rgb(seed=2), "PNG")})
+    (tmp_path / "src" / "a" / "up").symlink_to(tmp_path / "src")
+    (tmp_path / "src" / "a" / "again").symlink_to(tmp_path / "src" / "a")
+    counts = ingest(spark, cfg, str(tmp_path / "src"), ingest_date=DAY)
+    assert (counts.listed, counts.read, counts.new_uris) == (2, 2, 2)
+    assert "2 links to folders already listed (symbolic link loops or second paths) not followed" in counts.summary()
+
+
+def test_a_parquet_table_s_named_bytes_column_is_ingested(spark, cfg, tmp_path: Path) -> None:
+    data = encode(rgb(seed=4), "PNG")
+    thumbs = tmp_path / "thumbs.parquet"
+    pq.write_table(pa.table({"name": ["a"], "small": [b"not it"], "thumbnail": [data]}), thumbs)
+    counts = ingest(spark, cfg, open_source(str(thumbs), bytes_column="thumbnail"), ingest_date=DAY)
+    assert (counts.read, counts.good, counts.new_images) == (1, 1, 1)
+    assertDataFrameEqual(read_table(spark, cfg, IMAGES).select("bytes"), [(data,)])
+
+
+def test_missing_list_entries_and_files_gone_after_listing_say_which(spark, cfg, tmp_path: Path) -> None:
+    paths = write_files(tmp_path / "src", {"stays.png": encode(rgb(seed=1), "PNG"), "goes.png": encode(rgb(), "PNG")})
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    listing = tmp_path / "paths.txt"
+    listing.write_text(f"{paths[0]}\n{tmp_path / 'never.png'}\n{tmp_path / 'loop'}\n")
+    ingest(spark, cfg, str(listing), ingest_date=DAY)
+    errors = dict(read_table(spark, cfg, IMAGES).select("uri", "error").collect())
+    assert errors[f"file:{tmp_path / 'never.png'}"] == "file not found"  # never there: nothing was removed
+    assert errors[f"file:{tmp_path / 'loop'}"].startswith("cannot read file")  # a link loop is a row, not a crash
+
+    candidates, _, _ = extract_candidates(spark, cfg, open_source(str(tmp_path / "src"), "folder"))
+    paths[1].unlink()
+    gone = transform_read(candidates, 2, cfg.ingest).where(F.col("error").isNotNull()).first()
+    assert gone["error"] == "file not found (removed after it was listed)"
