@@ -26,9 +26,10 @@ from lakelens.config import ANNOTATE_TASKS, AnnotateConfig, Config
 from lakelens.lake import append_each, read_table, registry_root, staged
 from lakelens.progress import stage_progress
 from lakelens.pyworker import worker_task
+from lakelens.row_errors import MODEL_ERROR_PATTERN
 from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, IMAGES, LABELS, SEGMENTS, TableSpec
 from lakelens.spark import build_session, session_conf
-from models.registry import Manifest, RegistryError, read_entry, read_manifest
+from models.registry import BUNDLED, Manifest, RegistryError, check_manifest, model_names, read_entry, read_manifest
 from udfs.factory import ModelUdfSpec, make_tasks_udf, tasks_udf_schema, udf_schema
 
 log = logging.getLogger("lakelens.annotate")
@@ -42,9 +43,15 @@ TASK_TABLES: dict[str, TableSpec] = {
 }
 
 
+class ModelFailedError(RuntimeError):
+    """A task's model failed on every image it ran on."""
+
+
 @dataclass(frozen=True)
 class TaskCounts:
-    """What one task of a run did. ``annotated == good + errors``; ``done_before + annotated`` = all images."""
+    """What one task of a run did. ``annotated == good + errors`` rows were written; ``model_failures`` images made
+    the model fail and got no row (they are annotated again on the next run); ``done_before + annotated +
+    model_failures`` = all images."""
 
     task: str
     model: str
@@ -53,11 +60,17 @@ class TaskCounts:
     annotated: int
     good: int
     errors: int
+    model_failures: int = 0
 
     def summary(self) -> str:
+        failed = (
+            f", model failures {self.model_failures} (no rows: annotated again on the next run)"
+            if self.model_failures
+            else ""
+        )
         return (
             f"{self.task}: {self.model} {self.version} -> {TASK_TABLES[self.task].name}: annotated {self.annotated} "
-            f"(good {self.good} + errors {self.errors}), already done {self.done_before}"
+            f"(good {self.good} + errors {self.errors}), already done {self.done_before}{failed}"
         )
 
 
@@ -76,7 +89,7 @@ class AnnotateCounts:
 
     @property
     def errors(self) -> int:
-        return sum(t.errors for t in self.tasks)
+        return sum(t.errors + t.model_failures for t in self.tasks)
 
     @property
     def models(self) -> str:
@@ -122,14 +135,19 @@ def transform_pending_images(images: DataFrame, pending: DataFrame, since: date,
 
 
 def transform_task_rows(annotated: DataFrame, task: str, table: TableSpec, annotated_at: datetime) -> DataFrame:
-    """One task's rows of the one-pass output (``tasks_udf_schema``): the images it ran on, in ``table``'s columns,
-    stamped with ``annotated_at``."""
+    """One task's rows of the one-pass output (``tasks_udf_schema``): the images it ran on, but those the model
+    failed on (:func:`model_failed`), in ``table``'s columns, stamped with ``annotated_at``."""
     fields = [f.name for f in udf_schema(table).fields if f.name != "image_id"]
-    return annotated.where(F.col(f"{task}__model").isNotNull()).select(
+    return annotated.where(F.col(f"{task}__model").isNotNull() & ~model_failed(task)).select(
         "image_id",
         *[F.col(f"{task}__{name}").alias(name) for name in fields],
         F.lit(annotated_at).cast("timestamp").alias("annotated_at"),
     )
+
+
+def model_failed(task: str) -> Column:
+    """Whether the task's row of the one-pass output is a failure of the model rather than of the image."""
+    return F.coalesce(F.col(f"{task}__error").rlike(MODEL_ERROR_PATTERN), F.lit(False))
 
 
 def task_options(task: str, settings: AnnotateConfig) -> dict[str, Any]:
@@ -148,18 +166,30 @@ def configured_manifest(cfg: Config, task: str) -> Manifest:
     return read_manifest(registry_root(cfg), name, version or None)
 
 
+def configured_entry(cfg: Config, task: str) -> tuple[Manifest, bytes]:
+    """The manifest and weights of the model ``annotate.models`` names for ``task``, checked: a model that is
+    missing, or whose manifest it cannot work with, is refused with what to do about it."""
+    name, _, version = getattr(cfg.annotate.models, task).partition(":")
+    try:
+        manifest, weights = read_entry(registry_root(cfg), name, version or None)
+    except RegistryError as exc:
+        lake = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
+        remedy = (
+            f"install the bundled defaults (python -m jobs.models install {name}{lake})"
+            if name in model_names(BUNDLED) and not version
+            else f"train one (python -m jobs.train --name {name} ...) or register one (jobs.train --register)"
+        )
+        raise RegistryError(
+            f"{task}: {exc}. To fix: {remedy}; or name another with --set annotate.models.{task}=NAME "
+            f"(python -m jobs.models list{lake} shows them)"
+        ) from exc
+    check_manifest(manifest)
+    return manifest, weights
+
+
 def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:
     """The UDF spec of ``task``: its configured model read from the registry, the weights broadcast once."""
-    ref = getattr(cfg.annotate.models, task)
-    name, _, version = ref.partition(":")
-    registry = registry_root(cfg)
-    try:
-        manifest, weights = read_entry(registry, name, version or None)
-    except RegistryError as exc:
-        raise RegistryError(
-            f"{task}: {exc}. Train one (python -m jobs.train --name {name} ...), install the bundled defaults "
-            f"(python -m jobs.demo), or name another with --set annotate.models.{task}=NAME"
-        ) from exc
+    manifest, weights = configured_entry(cfg, task)
     return ModelUdfSpec(
         task,
         manifest,
@@ -213,7 +243,11 @@ def annotate(
         # not by reading the rows back.
         made = Observation()
         passed = pending.mapInPandas(worker_task(udf), tasks_udf_schema(tables)).observe(
-            made, F.count("*").alias("rows"), *[F.count(f"{t}__model").alias(t) for t in todo]
+            made,
+            F.count("*").alias("rows"),
+            *[F.count(f"{t}__model").alias(t) for t in todo],
+            *[F.count_if(model_failed(t)).alias(f"{t}_failures") for t in todo],
+            *[F.min(F.when(model_failed(t), F.col(f"{t}__error"))).alias(f"{t}_failure") for t in todo],
         )
         appended = {t: Observation() for t in todo if counted[t]}
         with (
@@ -243,10 +277,20 @@ def annotate(
         for spec in specs.values():
             spec.weights.unpersist()
     seen = {t: appended[t].get if t in appended else {"rows": 0, "errors": 0} for t in todo}  # one read each
-    written = {t: (seen[t]["rows"], seen[t]["errors"]) for t in todo}
+    failures = {t: made_rows[f"{t}_failures"] for t in todo}
+    written = {t: (seen[t]["rows"], seen[t]["errors"], failures[t]) for t in todo}
     for t in todo:
-        if written[t][0] != counted[t]:
+        if written[t][0] + failures[t] != counted[t]:
             raise RuntimeError(f"{t}: {counted[t]} images went in but {written[t][0]} rows were written")
+    for t in todo:
+        rows, errors, failed = written[t]
+        if failed and rows == errors:  # not one image went through: the model is broken, not the images
+            m = specs[t].manifest
+            raise ModelFailedError(
+                f"{t}: model {m.name} {m.version} failed on every image it ran on ({failed}): "
+                f"{made_rows[f'{t}_failure']}. No rows were written for them; fix or replace the model "
+                f"(--set annotate.models.{t}=NAME) and run again"
+            )
     counts = [_counts(specs[t], n_images, *written[t]) for t in todo]
     return AnnotateCounts(n_images, n_pending, tuple(counts), time.monotonic() - started)
 
@@ -260,9 +304,9 @@ def _done_ids(spark: SparkSession, cfg: Config, task: str, manifest: Manifest) -
     return rows.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
 
 
-def _counts(spec: ModelUdfSpec, n_images: int, rows: int, errors: int) -> TaskCounts:
+def _counts(spec: ModelUdfSpec, n_images: int, rows: int, errors: int, failures: int = 0) -> TaskCounts:
     m = spec.manifest
-    return TaskCounts(spec.task, m.name, m.version, n_images - rows, rows, rows - errors, errors)
+    return TaskCounts(spec.task, m.name, m.version, n_images - rows - failures, rows, rows - errors, errors, failures)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,7 +91,7 @@ DATASETS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser("jobs.import_dataset", __doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=sorted(DATASETS))
+    parser.add_argument("dataset", choices=sorted(DATASETS), help="which dataset to import as a lake table")
     parser.add_argument("--dir", action="append", help=f"folder(s) to import (fashion-mnist default: {DEFAULT_DIR})")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)

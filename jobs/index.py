@@ -69,7 +69,7 @@ from lakelens.schemas import (
     TableSpec,
 )
 from lakelens.spark import build_session, local_frame
-from models.registry import Manifest
+from models.registry import Manifest, RegistryError
 from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash_udf, make_simhash_udf
 
 log = logging.getLogger("lakelens.index")
@@ -549,7 +549,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     spark = build_session(cfg)
     print(index_near_duplicates(spark, cfg, args.full).summary())
-    similar = index_similar(spark, cfg, args.full)
+    try:
+        similar = index_similar(spark, cfg, args.full)
+    except RegistryError as exc:  # the near-duplicates need no model; the similar lists need an embedder
+        print(
+            f"similar: skipped ({exc}; the near-duplicates are done: for similar images install an embedder, "
+            "python -m jobs.models install embedder, or name one with --set annotate.models.embed=NAME)"
+        )
+        return 0
     print(similar.summary() if similar else "similar: skipped (no embeddings yet: run jobs.annotate --tasks embed)")
     return 0
 

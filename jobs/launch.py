@@ -12,7 +12,19 @@ from collections.abc import Sequence
 
 from lakelens.cli import run_job
 
-JOBS = ("ingest", "annotate", "index", "nightly", "query", "report", "sql", "train", "import_dataset", "synth")
+JOBS = (
+    "ingest",
+    "annotate",
+    "index",
+    "nightly",
+    "query",
+    "report",
+    "sql",
+    "train",
+    "models",
+    "import_dataset",
+    "synth",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

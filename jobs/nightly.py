@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.util import inheritable_thread_target
 
-from jobs.annotate import annotate, configured_manifest
+from jobs.annotate import annotate, configured_entry, configured_manifest
 from jobs.index import index_near_duplicates, index_similar, near_dup_params, similar_params
 from jobs.ingest import ingest
 from lakelens.cli import config_from_args, job_parser, run_job
@@ -219,6 +219,8 @@ def nightly(
     nothing twice.
     """
     source = open_source(source) if isinstance(source, str) else source
+    for task in cfg.annotate.tasks:  # a missing or unusable model stops the run before ingest, not after it
+        configured_entry(cfg, task)
     config_hash, source_uri = cfg.digest(), normalise_uri(source.uri)
     resume = transform_resume(read_table(spark, cfg, RUNS), source_uri, config_hash)
     run_id = resume.run_id if resume else new_run_id(_now())

@@ -4,7 +4,8 @@ Prints JSON lines ``{"image_id", "uri", "relation", "score"}``: near-duplicates 
 then the ``k`` most similar (``score`` = cosine). ``--id`` reads the index's verified pairs and top-k lists of an
 image in the lake. ``--image`` decodes a file, hashes and embeds it, and looks up only the buckets its keys fall in,
 then verifies those candidates exactly; its similar images are ranked against every vector of the embedder
-(``index.similar.method: exact``) or against the members of its SimHash buckets (``lsh``). No Spark session: the
+(``index.similar.method: exact``) or against the members of its SimHash buckets (``lsh``); a file whose very bytes
+are a lake image names that image first (``relation`` ``identical``). No Spark session: the
 lake's Parquet files are read directly (an answer takes about 4 s on the embedded default, most of it importing torch
 and pyspark).
 """
@@ -43,8 +44,14 @@ class QueryError(ValueError):
 @dataclass(frozen=True)
 class Match:
     image_id: str
-    relation: str  # near_duplicate or similar
+    relation: str  # identical, near_duplicate or similar
     score: float
+
+
+def count(cfg: Config, spec: TableSpec, where: pc.Expression) -> int:
+    """How many rows of a lake table ``where`` keeps (0 if the table has no files)."""
+    dataset = table_dataset(cfg, spec)
+    return 0 if dataset is None else dataset.count_rows(filter=where)
 
 
 def read(cfg: Config, spec: TableSpec, where: pc.Expression, columns: list[str]) -> pd.DataFrame:
@@ -77,9 +84,15 @@ def matches_of_id(cfg: Config, image_id: str, k: int) -> list[Match]:
 
 
 def matches_of_file(cfg: Config, data: bytes, k: int) -> list[Match]:
-    """Near-duplicates and top-k similar images of an image file, through its buckets."""
+    """Near-duplicates and top-k similar images of an image file, through its buckets; first, where the lake holds
+    the very same bytes, that image (relation ``identical``, score 1.0)."""
     own_id = hashlib.sha256(data).hexdigest()
     params = near_dup_params(cfg)
+    if not count(cfg, SIGNATURES, pc.field("params_id") == params.params_id):
+        raise QueryError(
+            f"the lake has no near-duplicate index under the configured parameters ({params.params_id}) yet: run "
+            "python -m jobs.index (or jobs.nightly) first"
+        )
     frame = pd.DataFrame({"image_id": [own_id], "bytes": [data], "error": [None]})
     signed = minhash_frame(frame, params, cfg.ingest.max_pixels).iloc[0]
     if signed["error"] is not None:
@@ -94,16 +107,23 @@ def matches_of_file(cfg: Config, data: bytes, k: int) -> list[Match]:
             score = jaccard(mine, np.asarray(other))
             if score >= cfg.index.near_dup.threshold:
                 near.append(Match(image_id, "near_duplicate", score))
-    return _near_first(near) + _similar_of_file(cfg, own_id, data, k)
+    similar = _similar_of_file(cfg, own_id, data, k) if "embed" in cfg.annotate.tasks else []
+    identical = [Match(own_id, "identical", 1.0)] if count(cfg, IMAGES, pc.field("image_id") == own_id) else []
+    return identical + _near_first(near) + similar
 
 
 def _similar_of_file(cfg: Config, own_id: str, data: bytes, k: int) -> list[Match]:
     manifest = configured_manifest(cfg, "embed")
+    where = (pc.field("model") == manifest.name) & (pc.field("model_version") == manifest.version)
+    if not count(cfg, EMBEDDINGS, where & pc.field("vector").is_valid()):
+        raise QueryError(
+            f"the lake has no embeddings from the configured embedder {manifest.name} {manifest.version} yet: run "
+            "python -m jobs.annotate --tasks embed (or jobs.nightly) first"
+        )
     _, weights = read_entry(registry_root(cfg), manifest.name, manifest.version)
     predictor = EmbedPredictor(model_from_bytes(manifest, weights).eval(), manifest, torch.device("cpu"), 1)
     vector = predictor.infer([predictor.prepare(data)])[0]["vector"]
     params = similar_params(cfg, manifest)
-    where = (pc.field("model") == manifest.name) & (pc.field("model_version") == manifest.version)
     if isinstance(params, SimHashParams):
         keys = simhash_band_keys(vector[None, :], hyperplanes(params), params.bands, params.rows)[0]
         candidates = _bucket_members(cfg, "simhash", params.params_id, keys) - {own_id}
@@ -151,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--id", help="the image_id of an image in the lake")
     parser.add_argument("--k", type=int, default=None, help="similar images to list (default: index.similar.k)")
     args = parser.parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, lake_must_exist=True)
     k = args.k or cfg.index.similar.k
     try:
         if args.id:

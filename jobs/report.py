@@ -4,6 +4,9 @@ It shows sample images with their detection boxes, segmentation overlays, labels
 groups side by side; the most similar images of a few images; a 2-D map (PCA) of the embeddings coloured by label;
 and the latest run's counts, errors and timings per stage. It reads the rows the current configuration's models
 and index parameters made. Open ``DIR/index.html`` in a browser; the folder can be copied anywhere.
+
+A class has one colour on the whole page (boxes, masks, legends, map), set by its name among the classes the
+configured models know, so it is the same in the report of every lake these models annotated.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import html
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +26,21 @@ from jobs.annotate import configured_manifest
 from jobs.index import near_dup_params, similar_params
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import Config
-from lakelens.figures import legend, pca_2d, png, scatter, thumbnail, with_boxes, with_mask
+from lakelens.figures import (
+    NO_LABEL,
+    RGB,
+    class_colours,
+    extend_key,
+    legend,
+    pca_2d,
+    png,
+    scatter,
+    thumbnail,
+    with_boxes,
+    with_mask,
+)
 from lakelens.imaging import decode_rgb
-from lakelens.lake import has_rows, read_table
+from lakelens.lake import has_rows, lake_uri, read_table
 from lakelens.schemas import CAPTIONS, DETECTIONS, DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, RUNS, SEGMENTS, SIMILAR
 from lakelens.spark import build_session
 
@@ -39,8 +54,14 @@ class Page:
     """What the page shows, gathered from the lake; figures are written as they are made."""
 
     out: Path
+    key: dict[str, RGB] = field(default_factory=dict)  # the page's class colours (``colour_key``)
     sections: list[str] = field(default_factory=list)
     figures: int = 0
+
+    def colours(self, names: Iterable[str]) -> dict[str, RGB]:
+        """The page's colour key, first given any of ``names`` it lacks (a class no configured model declares)."""
+        self.key = extend_key(self.key, names)
+        return self.key
 
     def figure(self, image, alt: str) -> str:
         """Write ``image`` as the next PNG and return its <img> tag."""
@@ -48,6 +69,30 @@ class Page:
         name = f"figures/{self.figures:04d}.png"
         (self.out / name).write_bytes(png(image))
         return f'<img src="{name}" alt="{html.escape(alt)}" width="{image.width}" height="{image.height}">'
+
+
+CLASS_TASKS = ("detect", "segment", "classify")  # the tasks whose models name classes
+
+
+def colour_key(cfg: Config, names: Iterable[str] = ()) -> dict[str, RGB]:
+    """One colour per class name for the whole page: a key of every class the configured detector, segmenter and
+    classifier know (their manifests), then ``names`` they do not (which take free colours, moving none of theirs).
+    Keying the models' whole vocabulary, not the classes this lake's rows show, keeps a class's colour the same in
+    the reports of all lakes these models annotated."""
+    known = [c for task in CLASS_TASKS if task in cfg.annotate.tasks for c in configured_manifest(cfg, task).classes]
+    return extend_key(class_colours(known), names)
+
+
+def file_name(uri: str) -> str:
+    """The last part of an image's uri (``s3a://b/x/cat.jpg`` -> ``cat.jpg``), its caption under a thumbnail."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def lake_name(cfg: Config) -> str:
+    """The name of the lake root's folder (``file:/data/lakes/cars`` -> ``cars``): what the page is titled."""
+    uri = lake_uri(cfg)
+    name = file_name(uri)
+    return uri if not name or name.endswith(":") else name  # a root at "/" or a bare scheme has no folder name
 
 
 def _pinned(df: DataFrame, task: str, cfg: Config) -> DataFrame:
@@ -114,25 +159,26 @@ def sample_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> list
         rows = rows.join(extra, "image_id", "left")
     rows = rows.orderBy("image_id").collect()
     labels = sorted({o["label"] for r in rows for o in (r.objects or [])})
+    classes = sorted({c for r in rows for c in (r.mask_classes or [])} - {"background"})
+    key = page.colours([*labels, *classes])
     cards = []
     for r in rows:
         rgb = _rgb(r.bytes, cfg)
         if rgb is None:
             continue
         objects = [o.asDict() for o in (r.objects or [])]
-        pictures = [page.figure(with_boxes(rgb, objects, labels, SIDE), f"detections on {r.uri}")]
+        pictures = [page.figure(with_boxes(rgb, objects, SIDE, key), f"detections on {r.uri}")]
         if r.mask is not None:
-            pictures.append(page.figure(with_mask(rgb, r.mask, list(r.mask_classes), SIDE), f"segments of {r.uri}"))
+            overlay = with_mask(rgb, r.mask, list(r.mask_classes), SIDE, key)
+            pictures.append(page.figure(overlay, f"segments of {r.uri}"))
         said = [f"<b>{html.escape(r.label)}</b> {r.score:.2f}" if r.label else "", html.escape(r.caption or "")]
         cards.append(f'<div class="card">{"".join(pictures)}<p>{"<br>".join(s for s in said if s)}</p>'
                      f'<p class="uri">{html.escape(r.uri)}</p></div>')  # fmt: skip
-    keys = []
-    if labels:
-        keys.append(f"<figure>{page.figure(legend(labels), 'box colours')}<figcaption>boxes</figcaption></figure>")
-    classes = next((list(r.mask_classes) for r in rows if r.mask_classes), [])
-    if classes:
-        key = page.figure(legend(classes, skip=["background"]), "mask colours")
-        keys.append(f"<figure>{key}<figcaption>segments</figcaption></figure>")
+    keys = []  # the alt text names the rows of a legend, in order: for a reader that sees no picture, and for checks
+    for names, what, caption in ((labels, "box", "boxes"), (classes, "mask", "segments")):
+        if names:
+            swatches = page.figure(legend(names, key), f"{what} colours: {', '.join(names)}")
+            keys.append(f"<figure>{swatches}<figcaption>{caption}</figcaption></figure>")
     page.sections.append(f'<h2>Sample images</h2><div class="row">{"".join(keys)}</div>'
                          f'<div class="grid">{"".join(cards) or "<p>No images yet.</p>"}</div>')  # fmt: skip
     return [r.image_id for r in rows]
@@ -151,7 +197,7 @@ def groups_section(spark: SparkSession, cfg: Config, page: Page, n: int, per_gro
     for r in rows:  # in Spark's order: largest group first
         by_group.setdefault((r.group_size, r.group_id), []).append(r)
     for (size, group_id), found in by_group.items():
-        pictures = [_thumb(page, cfg, r, html.escape(Path(r.uri).name)) for r in found[:per_group]]
+        pictures = [_thumb(page, cfg, r, html.escape(file_name(r.uri))) for r in found[:per_group]]
         blocks.append(f'<div class="row"><p>group {html.escape(group_id[:12])}: {size} images</p>'
                       f'{"".join(pictures)}</div>')  # fmt: skip
     page.sections.append(f"<h2>Near-duplicate groups</h2>{''.join(blocks) or '<p>No near-duplicates found.</p>'}")
@@ -176,7 +222,7 @@ def similar_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Seq
             (found[r.neighbor_id], f"#{r.rank} cosine {r.cosine:.3f}")
             for r in sorted((r for r in lists if r.image_id == image_id), key=lambda r: r.rank)
         ]
-        pictures = [_thumb(page, cfg, r, text) for r, text in shown]
+        pictures = [_thumb(page, cfg, r, f"{html.escape(file_name(r.uri))}<br>{text}") for r, text in shown]
         blocks.append(f'<div class="row">{"".join(pictures)}</div>')
     page.sections.append(f"<h2>Most similar images</h2>{''.join(blocks) or '<p>No top-k lists yet.</p>'}")
 
@@ -191,10 +237,11 @@ def map_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> None:
     if len(rows) < 3:
         page.sections.append("<h2>Embedding map</h2><p>Too few embeddings for a map.</p>")
         return
-    names = sorted({r.label or "(no label)" for r in rows})
+    labels = [r.label or NO_LABEL for r in rows]
     points = pca_2d(np.array([r.vector for r in rows], np.float32))
-    groups = [names.index(r.label or "(no label)") for r in rows]
-    picture = page.figure(scatter(points, groups, names), "embeddings, first two principal components")
+    names = sorted(set(labels))
+    shown = scatter(points, labels, page.colours(names))
+    picture = page.figure(shown, f"embeddings, first two principal components, colours: {', '.join(names)}")
     page.sections.append(f"<h2>Embedding map</h2><p>{len(rows)} embeddings, first two principal components "
                          f"(PCA), coloured by label.</p>{picture}")  # fmt: skip
 
@@ -220,25 +267,31 @@ window.addEventListener("load", () => {
 """
 
 
+def page_html(cfg: Config, sections: Sequence[str]) -> str:
+    """The report page around its ``sections`` (HTML): titled by the lake root's folder, which it gives in full."""
+    name = html.escape(lake_name(cfg))
+    body = "\n".join(f"<section>{s}</section>" for s in sections)
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>lakelens report: {name}</title>'
+        f'<style>{STYLE}</style></head>\n<body data-images="loading"><h1>lakelens report: {name}</h1>'
+        f"<p>Lake <code>{html.escape(lake_uri(cfg))}</code>, database <code>{html.escape(cfg.lake.database)}</code>."
+        f'</p><p id="broken" hidden>Some figures did not load.</p>\n{body}\n<script>{CHECK}</script></body></html>\n'
+    )
+
+
 def write_report(spark: SparkSession, cfg: Config, out: Path, samples: int = 8, groups: int = 6, similar: int = 4,
                  map_points: int = 3000) -> Path:  # fmt: skip
     """Write ``out/index.html`` and its figures (replacing an earlier report there); returns the page's path."""
     if (out / "figures").exists():
         shutil.rmtree(out / "figures")
     (out / "figures").mkdir(parents=True)
-    page = Page(out)
+    page = Page(out, colour_key(cfg))
     page.sections.append(f"<h2>Latest run</h2>{run_section(spark, cfg)}")
     shown = sample_section(spark, cfg, page, samples)
     groups_section(spark, cfg, page, groups)
     similar_section(spark, cfg, page, shown, similar)
     map_section(spark, cfg, page, map_points)
-    body = "\n".join(f"<section>{s}</section>" for s in page.sections)
-    (out / "index.html").write_text(
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>lakelens report: {cfg.lake.database}'
-        f'</title><style>{STYLE}</style></head>\n<body data-images="loading"><h1>lakelens: the lake '
-        f"<code>{html.escape(cfg.lake.database)}</code></h1>"
-        f'<p id="broken" hidden>Some figures did not load.</p>\n{body}\n<script>{CHECK}</script></body></html>\n'
-    )
+    (out / "index.html").write_text(page_html(cfg, page.sections))
     log.info("report: %d figures in %s", page.figures, out)
     return out / "index.html"
 
@@ -249,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="sample images shown with their annotations")
     parser.add_argument("--groups", type=int, default=6, help="near-duplicate groups shown")
     args = parser.parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, lake_must_exist=True)
     spark = build_session(cfg)
     print(f"report: {write_report(spark, cfg, Path(args.out).resolve(), args.samples, args.groups)}")
     return 0

@@ -197,13 +197,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval-where", help="SQL condition for a further evaluation set, e.g. \"split = 'test'\"")
     parser.add_argument("--classes", help="comma-separated class names, in id order (default: from the data)")
     parser.add_argument("--name", help="registry name (default: the model kind)")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--epochs", type=int, default=5, help="passes over the training rows (default 5)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per optimiser step (default 128)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate of the optimiser (default 0.002)")
     parser.add_argument("--size", type=int, help="input side in pixels (default: 96 for the detector, else 64)")
-    parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    parser.add_argument("--holdout-percent", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--channels", type=int, choices=(1, 3), default=3, help="input channels: 3 for colour, 1 for grey (default 3)"
+    )
+    parser.add_argument(
+        "--holdout-percent",
+        type=int,
+        default=10,
+        help="share of the rows held out for the metrics, chosen by a hash of image_id (default 10)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights' start and the shuffling (default 0)")
     parser.add_argument("--dim", type=int, default=64, help="embedder: vector length (default 64)")
     parser.add_argument(
         "--pretrain-captions",

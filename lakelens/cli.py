@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lakelens.config import Config, ConfigError, load_config
+from lakelens.errors import InputError
+from lakelens.lake_settings import require_lake, with_remembered
 
 log = logging.getLogger("lakelens")
 
@@ -33,12 +35,21 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The validated config that ``--config``, ``--set`` and ``--lake`` describe (``--lake`` wins)."""
+def config_from_args(args: argparse.Namespace, lake_must_exist: bool = False) -> Config:
+    """The validated config that ``--config``, ``--set`` and ``--lake`` describe (``--lake`` wins), with the
+    registry the lake remembers where they name none.
+
+    Args:
+        lake_must_exist: a job that only reads the lake refuses one that is not there (a typo in ``--lake``)
+            instead of making an empty one.
+    """
     overrides = list(args.overrides)
     if args.lake:
         overrides.append(f"lake.root={args.lake}")
-    return load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)
+    if lake_must_exist:
+        require_lake(cfg)
+    return with_remembered(cfg)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -46,6 +57,9 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for chatty in ("py4j", "petastorm"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # PySpark logs each failed SQL statement with the JVM's whole stack as one JSON line (11 KB); the error itself
+    # still reaches the job, which says it in one line.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
 
 def run_job(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
@@ -56,14 +70,21 @@ def run_job(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     except ConfigError as exc:
         print(f"error: bad configuration: {exc}", file=sys.stderr)
         sys.exit(2)
+    except InputError as exc:  # the user's input, checked before any work: the line says it all
+        print(f"error: {exc.label}: {one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:
         log.error("job failed", exc_info=True)
-        first_line = next(iter(str(exc).splitlines()), "")
-        print(f"error: {type(exc).__name__}: {first_line}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         sys.exit(1)
     finally:
         _stop_spark()
     sys.exit(code)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message that says something (Spark's start with a blank line)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
 
 
 def _stop_spark() -> None:

@@ -1,19 +1,27 @@
-"""Errors that a user's input caused (a source, a lake path, a query, a model file), as opposed to a failure of the
-job: the job stops before it starts any work and says in one line what to do, with no traceback."""
+"""Errors that stop a job before or instead of its work for a reason the user can act on (a source, a lake path, a
+query, a model file, a lake another job holds), as opposed to a failure of the job itself: the job says in one line
+what is wrong and what to do, with no traceback."""
 
 from __future__ import annotations
 
 
 class InputError(Exception):
-    """The job's input is wrong; the message says what it is and what to do about it."""
+    """The job cannot run as asked; the message says why and what to do about it. ``label`` names it for the
+    user (default: the class's name)."""
+
+    def __init__(self, message: str, label: str | None = None) -> None:
+        super().__init__(message)
+        self._label = label
 
     @property
     def label(self) -> str:
-        """The name a user sees before the message: the class's, or the builtin error it also is."""
-        generic = (Exception, BaseException, object)
-        builtin = next((c for c in type(self).__mro__ if c.__module__ == "builtins" and c not in generic), None)
-        return (builtin or type(self)).__name__
+        """The name a user sees before the message."""
+        return self._label or type(self).__name__
 
 
 class SourceNotFoundError(InputError, FileNotFoundError):
     """``--source`` names nothing that exists."""
+
+    @property
+    def label(self) -> str:
+        return "FileNotFoundError"

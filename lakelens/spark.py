@@ -25,8 +25,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType, _parse_datatype_string
 
+from lakelens.catalog_lock import busy_message, foreign_holder
 from lakelens.config import CONF_DIR, Config
+from lakelens.errors import InputError
 from lakelens.lake import ensure_database, lake_uri, local_lake_root, warehouse_uri
+from lakelens.lake_settings import lake_exists, remember
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,18 @@ def build_session(cfg: Config) -> SparkSession:
     The master comes from spark-submit when there is one, else from ``spark.master``. With the ``derby``
     metastore, the catalog (embedded Derby) and the warehouse live under the lake root, so tables are found by
     name by every later process that uses the same lake.
+
+    Raises:
+        MetastoreBusyError: another job holds the lake's embedded catalog; found before Spark starts when it
+            already holds it, else when the catalog refuses this session.
     """
+    if cfg.lake.metastore == "derby":
+        # Derby would refuse the second process only after Spark's start and the metastore's retries (half a minute
+        # of stack traces); the lock file says at once whose the catalog is.
+        metastore = _local_root(cfg) / "metastore_db"
+        holder = foreign_holder(metastore)
+        if holder is not None:
+            raise MetastoreBusyError(busy_message(metastore, holder))
     submitted = under_spark_submit()
     master = None if submitted else cfg.spark.master
     if master and master.startswith("local"):
@@ -78,16 +92,18 @@ def build_session(cfg: Config) -> SparkSession:
         # Executors of their own (local-cluster, standalone) import the project's code from a zip the session
         # ships; under spark-submit, --py-files does that.
         spark.sparkContext.addPyFile(str(code_zip()))
+    new_lake = not lake_exists(cfg)
     try:
         ensure_database(spark, cfg)
     except AnalysisException as exc:
         if cfg.lake.metastore == "derby" and "SessionHiveMetaStoreClient" in str(exc):
-            raise MetastoreBusyError(
-                f"the lake's catalog {_local_root(cfg) / 'metastore_db'} is in use by another process (embedded "
-                "Derby admits one at a time): wait for that job to end, or use an external metastore "
-                "(lake.metastore=external, see conf/cluster.yaml)"
-            ) from exc
+            # Another job took the catalog between the check above and Spark's start (or the holder is out of
+            # sight): name it if it can be found now. The traces are in <lake>/metastore.log.
+            metastore = _local_root(cfg) / "metastore_db"
+            raise MetastoreBusyError(busy_message(metastore, foreign_holder(metastore))) from exc
         raise
+    if new_lake:
+        remember(cfg)  # a lake made with its own registry keeps using it without a --set on every job
     log.info("spark %s master=%s lake=%s", spark.version, spark.sparkContext.master, lake_uri(cfg))
     return spark
 
@@ -138,8 +154,8 @@ def hive_scratch() -> Path:
     return Path(folder)
 
 
-class MetastoreBusyError(RuntimeError):
-    """Another process holds the lake's embedded (Derby) catalog."""
+class MetastoreBusyError(InputError, RuntimeError):
+    """Another process holds the lake's embedded (Derby) catalog: the job cannot start, and says so in one line."""
 
 
 @contextmanager
@@ -213,6 +229,11 @@ def catalog_conf(cfg: Config) -> dict[str, str]:
         # its tables and partitions through the metastore, and the cache cut those calls' time by a fifth.
         conf["spark.hadoop.datanucleus.cache.level2"] = "true"
         conf["spark.hadoop.datanucleus.cache.level2.type"] = "soft"
+        # A catalog held by another process stays held for that job's length, not the metastore's 10 retries of
+        # 2 s (which made the same command fail or succeed by timing): one attempt, retried once at once. (0 attempts
+        # would never open the catalog at all: Hive's ObjectStore makes that many.)
+        conf["spark.hadoop.hive.hmshandler.retry.attempts"] = "1"
+        conf["spark.hadoop.hive.hmshandler.retry.interval"] = "0ms"
     return conf
 
 
@@ -236,5 +257,7 @@ def _driver_java_options(cfg: Config) -> str:
     user = cfg.spark.conf.get("spark.driver.extraJavaOptions", "")
     options = [user, f"-Dlog4j2.configurationFile=file:{CONF_DIR / 'log4j2.properties'}"]
     if cfg.lake.metastore == "derby":
-        options.append(f"-Dderby.system.home={_local_root(cfg)}")  # derby.log goes beside the metastore
+        root = _local_root(cfg)
+        options.append(f"-Dderby.system.home={root}")  # derby.log goes beside the metastore
+        options.append(f"-Dlakelens.metastore.log={root / 'metastore.log'}")  # the catalog's errors (log4j2.properties)
     return " ".join(o for o in options if o)

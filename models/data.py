@@ -6,6 +6,7 @@ here knows Spark: a table is a Parquet dataset URL (``file:///...``, ``hdfs://..
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,9 @@ from lakelens.imaging import decode_rgb
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")
 
 
+MIN_SIZE = 8  # the least input side a preprocessing may ask for: every model here halves it at least three times
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How image bytes become model input: float32 [C, size, size], (pixel / 255 - mean) / std per channel."""
@@ -39,6 +43,12 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.channels not in (1, 3) or len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"preprocessing needs 1 or 3 channels with one mean and std each, got {self}")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < MIN_SIZE:
+            raise ValueError(f"preprocessing size must be a whole number of pixels >= {MIN_SIZE}, got {self.size!r}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.mean + self.std):
+            raise ValueError(f"preprocessing mean and std must be finite numbers, got {self.mean} and {self.std}")
+        if min(self.std) <= 0:
+            raise ValueError(f"preprocessing std must be > 0 per channel, got {self.std}")
 
     def to_manifest(self) -> dict[str, Any]:
         """The JSON form a registry manifest keeps under ``preprocessing``."""

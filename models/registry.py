@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 from torch import nn
 
+from lakelens.errors import InputError
+from models.data import Preprocessing
+
 # Architecture name -> "module:Class". Only these are ever built from a manifest.
 ARCHITECTURES: dict[str, str] = {
     "classifier": "models.classifier:Classifier",
@@ -37,6 +41,15 @@ ARCHITECTURES: dict[str, str] = {
     "segmenter": "models.segmenter:Segmenter",
     "captioner": "models.captioner:Captioner",
 }
+# Per architecture: the manifest's list of output names and the argument that sizes the model's head for them.
+OUTPUT_NAMES: dict[str, tuple[str, str]] = {
+    "classifier": ("classes", "num_classes"),
+    "detector": ("classes", "num_classes"),
+    "segmenter": ("classes", "num_classes"),
+    "captioner": ("vocabulary", "vocab_size"),
+}
+# Architectures whose forward takes the image batch alone, so that registration can run them once on a blank one.
+IMAGES_ONLY = ("classifier", "detector", "segmenter", "embedder")
 # Small default models made by this project (models/default/make.sh), installed into a lake's registry by the demo.
 BUNDLED = Path(__file__).resolve().parent / "default"
 WEIGHTS = "weights.safetensors"
@@ -45,7 +58,7 @@ FORMAT_VERSION = 1
 _VERSION = re.compile(r"^v(\d+)$")
 
 
-class RegistryError(ValueError):
+class RegistryError(InputError, ValueError):
     """A registry entry is missing, malformed, or its weights do not fit its architecture."""
 
 
@@ -99,7 +112,7 @@ def build_model(manifest: Manifest) -> nn.Module:
     module, cls = target.split(":")
     try:
         return getattr(importlib.import_module(module), cls)(**manifest.arch_args)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise RegistryError(f"model {manifest.name}: bad arguments for {manifest.architecture}: {exc}") from exc
 
 
@@ -189,7 +202,8 @@ def model_from_bytes(manifest: Manifest, weights: bytes, source: str = "") -> nn
 def register_weights(root: str | Path, weights: str | Path, manifest_file: str | Path) -> Manifest:
     """Register weights trained elsewhere (a safetensors file) under a manifest of the same form.
 
-    The weights are checked against the manifest's architecture before anything is written.
+    Before anything is written, the weights are checked against the manifest's architecture, the manifest against
+    the model (:func:`check_manifest`), and the model is run once on its input (:func:`check_runs`).
     """
     manifest = Manifest.from_json(Path(manifest_file).read_text(), str(manifest_file))
     try:
@@ -197,17 +211,75 @@ def register_weights(root: str | Path, weights: str | Path, manifest_file: str |
     except OSError as exc:
         raise RegistryError(f"weights file {weights} cannot be read: {exc}") from exc
     model = model_from_bytes(manifest, data, str(weights))
+    check_manifest(manifest)
+    check_runs(model, manifest)
     return save_model(model, dataclasses.replace(manifest, weights_sha256="", created=""), root)
 
 
-def install_bundled(root: str | Path, bundled: str | Path = BUNDLED) -> list[Manifest]:
-    """Copy the latest version of every bundled model into the registry at ``root``, unless the registry already
-    has a model of that name (a user's own or a newer one wins); returns the entries copied.
+def check_manifest(manifest: Manifest) -> None:
+    """Refuse a manifest its model cannot work with: preprocessing that is not usable, input channels other than
+    the architecture's, or output names (classes, vocabulary) that do not match the head's size.
+
+    Raises:
+        RegistryError: what is wrong, and what the manifest needs.
+    """
+    where = f"model {manifest.name}"
+    try:
+        prep = Preprocessing.from_manifest(manifest.preprocessing)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(
+            f"{where}: preprocessing {manifest.preprocessing} is not usable ({exc}); it needs size (input side in "
+            "pixels), channels (1 or 3), and a mean and a std (> 0) per channel"
+        ) from exc
+    in_channels = manifest.arch_args.get("in_channels", 3)
+    if prep.channels != in_channels:
+        raise RegistryError(
+            f"{where}: preprocessing gives {prep.channels} channels but the {manifest.architecture} takes "
+            f"{in_channels} (arch_args.in_channels)"
+        )
+    names, size_arg = OUTPUT_NAMES.get(manifest.architecture, ("", ""))
+    if names:
+        listed, size = len(getattr(manifest, names)), manifest.arch_args.get(size_arg)
+        if listed != size:
+            raise RegistryError(
+                f"{where}: the manifest lists {listed} {names} but the {manifest.architecture}'s head has {size} "
+                f"(arch_args.{size_arg}): give one name per output, in the head's order"
+            )
+
+
+def check_runs(model: nn.Module, manifest: Manifest) -> None:
+    """Run the model once on a blank batch of its manifest's input, so that an input it cannot take (a size its
+    layers cannot halve often enough, for one) is refused when it is registered, not on every image later.
+
+    Raises:
+        RegistryError: the model fails on its own input.
+    """
+    if manifest.architecture not in IMAGES_ONLY:
+        return
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, prep.channels, prep.size, prep.size))
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, it cannot serve this manifest
+        raise RegistryError(
+            f"model {manifest.name} fails on its manifest's input ({prep.channels} x {prep.size} x {prep.size}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+
+
+def install_bundled(
+    root: str | Path, bundled: str | Path = BUNDLED, names: Sequence[str] | None = None
+) -> list[Manifest]:
+    """Copy the latest version of every bundled model (or of those in ``names``) into the registry at ``root``,
+    unless the registry already has a model of that name (a user's own or a newer one wins); returns the entries
+    copied.
 
     Each bundled entry is loaded (and so checked) first; each appears whole or not at all.
     """
     copied = []
     for name in model_names(bundled):
+        if names is not None and name not in names:
+            continue
         target = Path(root) / name
         if _versions(target):
             continue
@@ -221,6 +293,11 @@ def install_bundled(root: str | Path, bundled: str | Path = BUNDLED) -> list[Man
             shutil.rmtree(tmp, ignore_errors=True)
         copied.append(manifest)
     return copied
+
+
+def versions(root: str | Path, name: str) -> list[int]:
+    """The version numbers of model ``name`` in the registry at ``root`` (none if it has no such model)."""
+    return _versions(Path(root) / name)
 
 
 def model_names(root: str | Path) -> list[str]:

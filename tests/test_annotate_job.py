@@ -12,7 +12,7 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
-from jobs.annotate import TASK_TABLES, annotate, transform_pending_images
+from jobs.annotate import TASK_TABLES, ModelFailedError, annotate, transform_pending_images
 from jobs.ingest import ingest
 from lakelens.config import ANNOTATE_TASKS, Config, ModelsConfig
 from lakelens.lake import qualified, read_table
@@ -132,3 +132,45 @@ def test_a_missing_model_fails_naming_the_remedy(spark, cfg: Config, tmp_path: P
     empty = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "none")))
     with pytest.raises(RegistryError, match="caption: no model named 'captioner'.*install the bundled defaults"):
         annotate(spark, empty, ["caption"])
+
+
+def test_a_model_that_fails_on_every_image_fails_the_job_and_its_images_are_retried(spark, scene_lake: Config) -> None:
+    registry = scene_lake.models.registry
+    model, manifest = load_model(registry, "segmenter")
+    side = {**manifest.preprocessing, "size": 10}  # a side the segmenter cannot halve three times
+    entry = save_model(model, dataclasses.replace(manifest, name="seg", version="", weights_sha256="", created="",
+                                                  preprocessing=side), registry)  # fmt: skip
+    broken = dataclasses.replace(
+        scene_lake, annotate=dataclasses.replace(scene_lake.annotate, models=dataclasses.replace(
+            scene_lake.annotate.models, segment="seg")),
+    )  # fmt: skip
+    with pytest.raises(ModelFailedError, match=r"segment: model seg v1 failed on every image it ran on \(8\): "
+                       r"model failed: ValueError: image sides must be multiples of"):  # fmt: skip
+        annotate(spark, broken, ["segment", "embed"])
+    assert read_table(spark, broken, EMBEDDINGS).count() == 9  # the other task's rows are kept
+    segments = read_table(spark, broken, TASK_TABLES["segment"]).collect()
+    assert [r.error.split(":")[0] for r in segments] == ["ingest error"]  # the image's own error stays a row
+
+    # The user mends the manifest in place (same weights, same version): the images the model failed on are
+    # still pending, and go through now.
+    mended = Path(registry) / "seg" / entry.version / "manifest.json"
+    mended.write_text(dataclasses.replace(entry, preprocessing=manifest.preprocessing).to_json())
+    again = annotate(spark, broken, ["segment", "embed"])
+    assert [(c.task, c.annotated, c.good, c.errors, c.done_before, c.model_failures) for c in again.tasks] == [
+        ("segment", 8, 8, 0, 1, 0), ("embed", 0, 0, 0, 9, 0),
+    ]  # fmt: skip
+    assert read_table(spark, broken, TASK_TABLES["segment"]).where(F.col("error").isNull()).count() == 8
+
+
+def test_a_registered_model_with_an_unusable_manifest_is_refused_before_any_work(spark, scene_lake: Config) -> None:
+    registry = scene_lake.models.registry
+    model, manifest = load_model(registry, "classifier")
+    save_model(model, dataclasses.replace(manifest, name="few", version="", weights_sha256="", created="",
+                                          classes=manifest.classes[:-1]), registry)  # fmt: skip
+    few = dataclasses.replace(
+        scene_lake, annotate=dataclasses.replace(scene_lake.annotate, models=dataclasses.replace(
+            scene_lake.annotate.models, classify="few")),
+    )  # fmt: skip
+    with pytest.raises(RegistryError, match=r"model few: the manifest lists 6 classes but the classifier's head has 7"):
+        annotate(spark, few, ["classify"])
+    assert read_table(spark, few, LABELS).count() == 0

@@ -463,6 +463,8 @@ def check_queries(spark, lake: Config, capsys) -> None:
     similar = [r for r in by_file if r["relation"] == "similar"]
     assert [r["image_id"] for r in similar] == [n for n, _ in top]
     assert [r["score"] for r in similar] == pytest.approx([c for _, c in top], abs=2e-4)
+    assert by_file[0] == {"image_id": image_id, "uri": uri, "relation": "identical", "score": 1.0}  # its own bytes
+    assert sum(r["relation"] == "identical" for r in by_file) == 1
 
     capsys.readouterr()
     assert query_main(["--lake", lake.lake.root, "--set", f"lake.database={lake.lake.database}", "--id", "f" * 64]) == 1

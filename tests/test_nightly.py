@@ -17,7 +17,7 @@ from lakelens.config import Config, ModelsConfig, NightlyConfig, load_config
 from lakelens.lake import read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, NEAR_DUP_PAIRS, RUNS, SIGNATURES, SIMILAR
-from models.registry import install_bundled
+from models.registry import RegistryError, install_bundled
 
 TABLES = (IMAGES, LABELS, EMBEDDINGS, SIGNATURES, NEAR_DUP_PAIRS, SIMILAR)
 
@@ -231,3 +231,14 @@ def test_all_ready_comes_once_every_stage_is_ready_beside_the_last_bookkeeping(s
     resumed: list[str] = []
     assert run_in_order(spark, STAGES, frozenset(STAGES), Stages(), 2, lambda: resumed.append("x")) == []
     assert resumed == ["x"]
+
+
+def test_a_lake_without_its_models_is_refused_before_ingest_naming_the_install_command(
+    spark, night: tuple[Config, Path], tmp_path: Path
+) -> None:
+    cfg, source = night
+    bare = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "empty")))
+    with pytest.raises(RegistryError, match=r"classify: no model named 'classifier' .* To fix: install the bundled "
+                       r"defaults \(python -m jobs.models install classifier --lake "):  # fmt: skip
+        nightly(spark, bare, str(source))
+    assert read_table(spark, bare, IMAGES).count() == 0 and read_table(spark, bare, RUNS).count() == 0

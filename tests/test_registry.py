@@ -24,6 +24,13 @@ from models.registry import (
 ARGS = {"num_classes": 3, "in_channels": 1, "widths": [4, 8]}
 
 
+def usable_manifest(**fields) -> dict:
+    """A manifest of ``trained()``'s classifier that annotate can run: its class names and its input."""
+    prep = {"size": 16, "channels": 1, "mean": [0.5], "std": [0.25]}
+    return {"name": "ext", "architecture": "classifier", "arch_args": ARGS, "classes": ["a", "b", "c"],
+            "preprocessing": prep, **fields}  # fmt: skip
+
+
 def trained() -> Classifier:
     torch.manual_seed(1)
     model = Classifier(**ARGS)
@@ -96,9 +103,7 @@ def test_external_weights_register_as_a_new_version(tmp_path: Path) -> None:
     weights = tmp_path / "mine.safetensors"
     save_file(model.state_dict(), str(weights))
     manifest = tmp_path / "m.json"
-    manifest.write_text(
-        json.dumps({"name": "ext", "architecture": "classifier", "arch_args": ARGS, "command": "elsewhere"})
-    )
+    manifest.write_text(json.dumps(usable_manifest(command="elsewhere")))
     entry = register_weights(tmp_path / "reg", weights, manifest)
     loaded, _ = load_model(tmp_path / "reg", "ext")
     x = torch.randn(2, 1, 16, 16)
@@ -151,3 +156,38 @@ def test_install_bundled_refuses_changed_weights(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="changed since they were registered"):
         install_bundled(tmp_path / "registry", bundled)
     assert model_names(tmp_path / "registry") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ({"classes": ["a", "b"]}, r"lists 2 classes but the classifier's head has 3 \(arch_args.num_classes\)"),
+        ({"classes": []}, r"lists 0 classes but the classifier's head has 3"),
+        ({"preprocessing": {"size": -3, "channels": 1, "mean": [0.5], "std": [0.25]}}, r"size must be .* got -3"),
+        ({"preprocessing": {}}, r"preprocessing \{\} is not usable .* it needs size"),
+        ({"preprocessing": {"size": 16, "channels": 1, "mean": [0.5], "std": [0.0]}}, r"std must be > 0"),
+        ({"preprocessing": {"size": 16}}, r"gives 3 channels but the classifier takes 1"),
+    ],
+)
+def test_a_manifest_its_model_cannot_work_with_is_refused_at_registration(tmp_path: Path, change, refusal) -> None:
+    weights = tmp_path / "mine.safetensors"
+    save_file(trained().state_dict(), str(weights))
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(usable_manifest(**change)))
+    with pytest.raises(RegistryError, match=refusal):
+        register_weights(tmp_path / "reg", weights, manifest)
+    assert not (tmp_path / "reg" / "ext").exists()
+
+
+def test_a_model_that_fails_on_its_own_input_is_refused_at_registration(tmp_path: Path) -> None:
+    from models.segmenter import Segmenter
+
+    args = {"num_classes": 2, "in_channels": 3, "widths": [4, 8, 16]}
+    weights = tmp_path / "seg.safetensors"
+    save_file(Segmenter(**args).state_dict(), str(weights))
+    manifest = tmp_path / "m.json"
+    prep = {"size": 10, "channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3}  # 10 is not a multiple of 4
+    manifest.write_text(json.dumps({"name": "seg", "architecture": "segmenter", "arch_args": args,
+                                    "classes": ["background", "x"], "preprocessing": prep}))  # fmt: skip
+    with pytest.raises(RegistryError, match=r"fails on its manifest's input \(3 x 10 x 10\)"):
+        register_weights(tmp_path / "reg", weights, manifest)

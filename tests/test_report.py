@@ -1,8 +1,10 @@
-"""The nightly report, opened in headless Chromium: every figure loads and the page is not blank."""
+"""The nightly report, opened in headless Chromium: every figure loads and the page is not blank; its title, its
+captions, and one colour per class on the whole page and from lake to lake."""
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 import shutil
 import subprocess
@@ -14,12 +16,15 @@ import pytest
 from PIL import Image
 
 from jobs.nightly import nightly
-from jobs.report import write_report
-from lakelens.config import Config, ModelsConfig
-from lakelens.lake import read_table
+from jobs.report import colour_key, page_html, write_report
+from lakelens.config import Config, ModelsConfig, load_config
+from lakelens.figures import class_colour
+from lakelens.lake import lake_uri, read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, IMAGES, SIMILAR
-from models.registry import install_bundled
+from models.registry import BUNDLED, install_bundled
+
+SHAPES = ["circle", "cross", "diamond", "hexagon", "square", "star", "triangle"]  # the bundled models' classes
 
 
 def chromium() -> str:
@@ -49,6 +54,7 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
         assert f"<td>{stage}</td><td>done</td>" in text
     figures = re.findall(r'<img src="([^"]+)"', text)
     assert all((page.parent / f).is_file() for f in figures)
+    assert f"<title>lakelens report: {lake_uri(lake).rsplit('/', 1)[-1]}</title>" in text  # the lake root's folder
     group_sizes = [r.group_size for r in read_table(spark, lake, DUP_GROUPS).select("group_id", "group_size")
                    .distinct().orderBy("group_size", ascending=False).limit(3).collect()]  # fmt: skip
     assert group_sizes and max(group_sizes) > 1
@@ -60,6 +66,22 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     # 4 samples x (boxes, mask) + 2 colour keys + group members + each shown image and its neighbours + the map.
     members = sum(min(6, s) for s in group_sizes if s > 1)
     assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 1
+    # Each image of the similar rows is captioned with its file name, as a near-duplicate group's members are.
+    similar = text.split("<h2>Most similar images</h2>")[1].split("</section>")[0]
+    captioned = re.findall(r'<figure><img [^>]*alt="([^"]+)"[^>]*><figcaption>(.*?)</figcaption></figure>', similar)
+    assert len(captioned) == sum(1 + listed[i] for i in shown)
+    for alt, caption in captioned:
+        assert caption.startswith(html.escape(html.unescape(alt).rsplit("/", 1)[-1]) + "<br>")
+    # One colour per class on the whole page: the box key, the mask key and the map's key agree, by class name, with
+    # the key of the models' vocabulary; and no key shows one colour for two classes. A key's alt names its rows.
+    key = colour_key(lake)
+    shown_keys = re.findall(r'<img src="([^"]+)" alt="(?:box|mask) colours: ([^"]+)"', text)
+    ((plot, plotted),) = re.findall(r'<img src="([^"]+)" alt="embeddings[^"]*colours: ([^"]+)"', text)
+    assert len(shown_keys) == 2
+    for src, names, left, top in [(s, n, 0, 0) for s, n in shown_keys] + [(plot, plotted, 720 - 170, 10)]:
+        pixels, rows = np.asarray(Image.open(page.parent / src).convert("RGB")), html.unescape(names).split(", ")
+        swatches = [tuple(pixels[top + 11 + 16 * row, left + 11]) for row in range(len(rows))]
+        assert swatches == [key[name] for name in rows] and len(set(swatches)) == len(rows)
 
     dom = browse(page, "--virtual-time-budget=10000", "--dump-dom").stdout
     assert f'data-images="{len(figures)}/{len(figures)}"' in dom
@@ -67,3 +89,32 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     browse(page, f"--screenshot={shot}", "--window-size=1200,1600")
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000
+
+
+def test_the_page_is_titled_by_the_lake_folder_and_gives_its_uri(tmp_path: Path) -> None:
+    """It was titled by the catalog database, so every page of a default lake read "the lake lake"."""
+    cfg = load_config(overrides=[f"lake.root={tmp_path / 'harbour-cams'}", "lake.database=lake"])
+    page = page_html(cfg, ["<h2>Latest run</h2>"])
+    assert "<title>lakelens report: harbour-cams</title>" in page
+    assert re.search(r"<h1>[^<]*harbour-cams[^<]*</h1>", page)
+    assert html.escape(lake_uri(cfg)) in page and lake_uri(cfg).endswith("/harbour-cams")
+    assert "the lake lake" not in page and "the lake <code>" not in page
+    remote = load_config(overrides=["lake.root=s3a://bucket/lakes/north/", "lake.database=lake"])
+    assert "<title>lakelens report: north</title>" in page_html(remote, [])
+
+
+def test_a_class_has_the_same_colour_in_the_report_of_every_lake(tmp_path: Path) -> None:
+    """The page's key is the configured models' vocabulary: which classes a lake's rows show does not move a colour.
+    A key of only a lake's classes would: a class whose own slot an earlier class takes in the full vocabulary
+    would get that slot in a lake without the earlier class."""
+    cfg = load_config(overrides=[f"lake.root={tmp_path / 'lake'}", f"models.registry={BUNDLED}"])
+    full = colour_key(cfg)
+    assert set(SHAPES) <= full.keys() and "background" in full
+    assert len(set(full.values())) == len(full)
+    moved = [n for n in SHAPES if full[n] != class_colour(n)] or SHAPES[-2:]  # lost their own slot to another
+    for lake in (moved, SHAPES[:3], [SHAPES[0], *moved]):
+        assert colour_key(cfg, lake) == full
+    # A class no configured model declares (another model's rows) gets a colour of its own; the others keep theirs.
+    extra = colour_key(cfg, ["kayak", "aardvark"])
+    assert {k: v for k, v in extra.items() if k in full} == full
+    assert len(set(extra.values())) == len(extra) == len(full) + 2

@@ -84,8 +84,9 @@ def test_train_job_registers_a_model_that_predicts(spark, cfg, labelled_table: s
 
     weights, manifest_file = tmp_path / "ext.safetensors", tmp_path / "ext.json"
     save_file(Classifier(num_classes=3).state_dict(), str(weights))
+    usable = {"classes": ["red", "green", "blue"], "preprocessing": manifest.preprocessing}  # what annotate needs
     manifest_file.write_text(
-        json.dumps({"name": "colours", "architecture": "classifier", "arch_args": {"num_classes": 3}})
+        json.dumps({"name": "colours", "architecture": "classifier", "arch_args": {"num_classes": 3}, **usable})
     )
     assert main([*args, "--register", str(weights), "--manifest", str(manifest_file)]) == 0
     assert load_model(tmp_path, "colours")[1].version == "v2"

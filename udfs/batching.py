@@ -10,6 +10,8 @@ from typing import TypeVar
 import pandas as pd
 import torch
 
+from lakelens.row_errors import MODEL_FAILED, OUT_OF_MEMORY
+
 log = logging.getLogger("lakelens.udfs")
 
 T = TypeVar("T")
@@ -67,7 +69,7 @@ def run_guarded(run: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> li
         if out_of_memory and torch.cuda.is_available():
             torch.cuda.empty_cache()
         if len(items) == 1:
-            kind = "out of memory" if out_of_memory else "model failed"
+            kind = OUT_OF_MEMORY if out_of_memory else MODEL_FAILED
             return [RowFailure(f"{kind}: {type(exc).__name__}: {exc}"[:500])]
         half = len(items) // 2
         log.warning("a batch of %d rows failed (%s: %s); retrying in halves", len(items), type(exc).__name__, exc)

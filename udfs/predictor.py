@@ -27,9 +27,14 @@ import torch
 from torch import nn
 
 from lakelens.imaging import decode_rgb_for
+from lakelens.row_errors import PREPROCESSING_FAILED
 from models.data import Preprocessing, preprocess_rgb
 from models.registry import Manifest
 from udfs.batching import RowFailure, rebatch, run_guarded
+
+
+class PreprocessingError(RuntimeError):
+    """A decoded image could not be made into the model's input: the model's settings are at fault, not the image."""
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,17 @@ class Predictor(ABC):
         needs; subclasses with options override it."""
 
     def prepare(self, data: bytes) -> Prepared:
-        """Decode (a large JPEG at reduced scale) and preprocess one image; raises ``ImageDecodeError`` for bytes
-        that are not an image."""
+        """Decode (a large JPEG at reduced scale) and preprocess one image.
+
+        Raises:
+            ImageDecodeError: the bytes are not an image (the image's fault).
+            PreprocessingError: the decoded image cannot be made into the model's input (the model's).
+        """
         rgb, size = decode_rgb_for(data, self.prep.size, self.max_pixels)
-        return Prepared(preprocess_rgb(rgb, self.prep), size)
+        try:
+            return Prepared(preprocess_rgb(rgb, self.prep), size)
+        except Exception as exc:
+            raise PreprocessingError(f"{type(exc).__name__}: {exc}") from exc
 
     def to_device(self, batch: Sequence[Prepared]) -> torch.Tensor:
         """The batch's pixels [N, C, S, S], channels last like the model's weights, on the model's device (through
@@ -149,6 +161,8 @@ def _prepare_frame(
             return RowFailure("no image bytes")
         try:
             return predictor.prepare(bytes(data))
+        except PreprocessingError as exc:
+            return RowFailure(f"{PREPROCESSING_FAILED}: {exc}"[:500])
         except Exception as exc:  # noqa: BLE001 - a bad image is a row with an error, whatever the decoder raised
             return RowFailure(f"decode failed: {exc}"[:500])
 
