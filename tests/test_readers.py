@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from images import encode, rgb, write_files
 
+from jobs.index import main as index_main
 from jobs.ingest import ingest
 from jobs.query import main as query_main
 from jobs.sql import main as sql_main
@@ -72,3 +73,17 @@ def test_query_says_what_the_lake_lacks_instead_of_answering_nothing(spark, cfg:
     args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}"]
     assert query_main([*args, "--image", str(tmp_path / "src" / "a.png")]) == 1
     assert "error: the lake has no near-duplicate index under the configured parameters" in capsys.readouterr().err
+
+
+def test_index_without_an_embedder_writes_the_near_duplicates_and_skips_the_similar_lists(
+    spark, cfg: Config, tmp_path: Path, capsys
+) -> None:
+    write_files(tmp_path / "src", {"a.png": encode(rgb(seed=1), "PNG"), "b.png": encode(rgb(seed=2), "PNG")})
+    ingest(spark, cfg, str(tmp_path / "src"), ingest_date=date(2026, 1, 2))
+    capsys.readouterr()
+    args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}"]
+    assert index_main([*args, "--set", f"models.registry={tmp_path / 'no-models'}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "hashed 2 new of 2 images" in out[0]
+    assert out[1].startswith("similar: skipped (no model named 'embedder' in the registry at ")
+    assert "python -m jobs.models install embedder" in out[1]
