@@ -1,10 +1,6 @@
 """Annotate images with the registry's models: ``python -m jobs.annotate [--tasks classify,detect,...]``.
 
-Each task (classify, detect, segment, caption, embed) runs its model (``annotate.models``) over the ``images``
-that have no row from that model version yet, and appends one row per image to its table (labels, detections,
-segments, captions, embeddings): the outputs, or an ``error``. The tasks share one pass, a pandas UDF on the
-executors: each pending image is read and decoded once and goes through every model that has not seen it. A re-run
-adds nothing; a new model version annotates every image again, beside the old version's rows.
+What it does, and its tables, are described in ``stages.annotate``, which it runs.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """Near-duplicate and similar-image index: ``python -m jobs.index [--full]``.
 
-Near-duplicates: each image's perceptual tokens are MinHashed (datasketch 2.x) into ``signatures``, banded exactly
-as datasketch's ``MinHashLSH`` bands them into ``lsh_buckets``; images sharing a bucket are candidates, verified by
-their estimated Jaccard into ``near_dup_pairs``, and grouped (connected components) into ``dup_groups``.
-Similar images: the top k per image by cosine of the current embedder's vectors (``embeddings``) into ``similar``,
-either exactly (``index.similar.method: exact``, blocked matrix products of the new vectors against all) or through
-random-hyperplane bits banded the same way (``lsh``), whose candidates are then scored by exact cosine.
-
-Incremental: only images without a signature (for similar: without a top-k list, or without buckets) under the
-current parameters are processed, and they meet only the buckets they touch (exact: every vector, once); the pairs,
-groups and top-k lists of the new and the affected images are updated. A re-run changes nothing; ``--full`` rebuilds
-the current parameters' rows.
+What it does, and its tables, are described in ``stages.index``, which it runs.
 """
 
 from __future__ import annotations

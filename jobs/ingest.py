@@ -1,8 +1,6 @@
 """Ingest images into the lake: ``python -m jobs.ingest --source DIR_OR_LIST_OR_PARQUET``.
 
-Executors read, hash and decode-check the files; the driver only lists folders. New content goes to ``images``
-(one row per distinct SHA-256), every uri to ``image_uris``. Re-running on the same source adds nothing: a uri
-already ingested with the same size and modification time is not read again.
+What it does, and its tables, are described in ``stages.ingest``, which it runs.
 """
 
 from __future__ import annotations

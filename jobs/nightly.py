@@ -1,10 +1,6 @@
 """The nightly refresh in one Spark application: ingest, annotate, index: ``python -m jobs.nightly --source SRC``.
 
-``SRC`` is what ``jobs.ingest`` takes: a folder of images, a list of paths, or a Parquet table. Every stage is
-incremental (only new images are read, annotated and indexed) and records a row in the ``runs`` table. A stage
-starts once the stages whose tables it reads are done, so annotate and the near-duplicate index run side by side
-(``nightly.parallel_stages``). Started again after a failure, the job resumes that run at the stages not done; a
-finished run is followed by a new one, which finds nothing new and changes no table.
+What it does, and its tables, are described in ``stages.nightly``, which it runs.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """Near-duplicates and most similar images of one image: ``python -m jobs.query (--image FILE | --id ID) [--k 10]``.
 
-Prints JSON lines ``{"image_id", "uri", "relation", "score"}``: near-duplicates first (``score`` = estimated Jaccard),
-then the ``k`` most similar (``score`` = cosine). ``--id`` reads the index's verified pairs and top-k lists of an
-image in the lake. ``--image`` decodes a file, hashes and embeds it, and looks up only the buckets its keys fall in,
-then verifies those candidates exactly; its similar images are ranked against every vector of the embedder
-(``index.similar.method: exact``) or against the members of its SimHash buckets (``lsh``); a file whose very bytes
-are a lake image names that image first (``relation`` ``identical``). No Spark session: the
-lake's Parquet files are read directly (an answer takes about 4 s on the embedded default, most of it importing torch
-and pyspark).
+What it does, and its tables, are described in ``stages.query``, which it runs.
 """
 
 from __future__ import annotations

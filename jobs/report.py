@@ -1,12 +1,6 @@
 """The nightly report: one HTML page with PNG figures: ``python -m jobs.report --out DIR``.
 
-It shows sample images with their detection boxes, segmentation overlays, labels and captions; near-duplicate
-groups side by side; the most similar images of a few images; a 2-D map (PCA) of the embeddings coloured by label;
-and the latest run's counts, errors and timings per stage. It reads the rows the current configuration's models
-and index parameters made. Open ``DIR/index.html`` in a browser; the folder can be copied anywhere.
-
-A class has one colour on the whole page (boxes, masks, legends, map), set by its name among the classes the
-configured models know, so it is the same in the report of every lake these models annotated.
+What it does, and its tables, are described in ``stages.report``, which it runs.
 """
 
 from __future__ import annotations
