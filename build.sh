@@ -113,7 +113,7 @@ case "$cmd" in
     ;;
   package)
     setup
-    exec "$PY" -m lakelens.dist "$@"
+    exec "$PY" -m jobs.package "$@"
     ;;
   *)
     echo "usage: ./build.sh setup | test [pytest args] | demo [--n N] [--lake PATH] | sql \"QUERY\" [\"QUERY\" ...] [--lake PATH] | package [--out DIR] [--python-prefix PREFIX]" >&2

@@ -36,13 +36,13 @@ import torch
 from pyspark.sql.types import ArrayType, FloatType
 from torch.utils.flop_counter import FlopCounterMode
 
-from jobs.annotate import TASK_TABLES
 from lakelens.config import load_config
 from lakelens.imaging import decode_rgb, decode_rgb_for
 from lakelens.spark import build_session
+from lakelens.tasks import TASKS
 from models.data import preprocess_rgb
 from models.registry import BUNDLED, load_model, read_entry
-from udfs.factory import TASKS, ModelUdfSpec, make_model_udf, udf_schema
+from udfs.factory import ModelUdfSpec, make_model_udf, predictor_class, udf_schema
 from udfs.predictor import Prepared, predict_frame
 from udfs.runtime import cached_model
 
@@ -135,8 +135,8 @@ def main() -> None:
     parser.add_argument("--row-sample", type=int, default=300, help="rows for the row-at-a-time UDF")
     args = parser.parse_args()
 
-    predictor_class, architecture = TASKS[args.task]
-    name = args.model or architecture
+    task_predictor = predictor_class(args.task)
+    name = args.model or TASKS[args.task].default_model
     manifest, weights = read_entry(args.registry, name)
     model = cached_model(manifest, weights, torch.device("cpu"))  # as the UDF prepares it
     rows = image_rows(args.images)
@@ -145,7 +145,7 @@ def main() -> None:
     result: dict = {"task": args.task, "model": f"{manifest.name} {manifest.version}", "images": n,
                     "batch_size": args.batch_size, "cores": args.cores}  # fmt: skip
 
-    class UserPredictor(predictor_class):
+    class UserPredictor(task_predictor):
         """The predict core as a hand-written predict_fn feeds a model: a plain (contiguous) batch."""
 
         def to_device(self, batch):
@@ -154,7 +154,7 @@ def main() -> None:
     # 2. The bare loop, and its time split.
     torch.set_num_threads(args.cores)
     cpu = torch.device("cpu")
-    predictor = predictor_class(model, manifest, cpu, args.batch_size, **options)
+    predictor = task_predictor(model, manifest, cpu, args.batch_size, **options)
     predict_frame(predictor, rows.head(args.batch_size), args.decode_threads)
     bare_s = timed(lambda: predict_frame(predictor, rows, args.decode_threads))
     result["bare_loop_images_per_s"] = n / bare_s
@@ -179,7 +179,7 @@ def main() -> None:
 
         spec = ModelUdfSpec(args.task, manifest, spark.sparkContext.broadcast(weights), args.batch_size,
                             args.decode_threads, options=options)  # fmt: skip
-        schema = udf_schema(TASK_TABLES[args.task])
+        schema = udf_schema(TASKS[args.task].table)
 
         def spark_udf(frame) -> None:
             frame.mapInPandas(make_model_udf(spec), schema).write.format("noop").mode("overwrite").save()
@@ -196,7 +196,7 @@ def main() -> None:
 
             def make_predict_fn():
                 if same_model:
-                    local = predictor_class(cached_model(manifest, weights, cpu), manifest, cpu, args.batch_size,
+                    local = task_predictor(cached_model(manifest, weights, cpu), manifest, cpu, args.batch_size,
                                             **options)  # fmt: skip
                 else:
                     local_model, _ = load_model(args.registry, name)

@@ -41,8 +41,8 @@ def read_stage_seconds(spark, cfg, folder: Path) -> float:
     """Seconds of the executors' read-hash-check stage alone, as ingest plans it (the part that scales)."""
     from pyspark.sql import functions as F
 
-    from jobs.ingest import transform_read
     from lakelens.sources import extract_candidates, read_partitions
+    from stages.ingest import transform_read
 
     files, n = extract_candidates(spark, cfg, str(folder), "folder")
     files = files.persist()
@@ -74,8 +74,8 @@ def main() -> None:
     print(f"loop:  {n} files, {errors} errors, {loop_s:.1f}s, {n / loop_s:.0f} images/s (1 process)")
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from jobs.ingest import ingest
     from lakelens.spark import build_session
+    from stages.ingest import ingest
 
     start = time.perf_counter()
     spark = build_session(cfg)

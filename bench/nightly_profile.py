@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 from pyspark.sql import SparkSession
 
-import jobs.nightly
+import stages.nightly
 from bench.nightly_scale import link_files
 from lakelens.config import LOCAL_CONFIG, Config, load_config
 from lakelens.lake import registry_root
@@ -61,7 +61,7 @@ def main() -> None:
         shutil.rmtree(lake, ignore_errors=True)
         install_bundled(registry_root(cfg))
         spark = build_session(cfg)
-        jobs.nightly.nightly(spark, cfg, str(source))
+        stages.nightly.nightly(spark, cfg, str(source))
         spark.stop()
         shutil.copytree(lake, kept)
     shutil.rmtree(lake, ignore_errors=True)
@@ -70,11 +70,11 @@ def main() -> None:
     spark = build_session(cfg)
     sc = spark.sparkContext
     started = time.time()
-    jobs.nightly.nightly(spark, cfg, str(source))
+    stages.nightly.nightly(spark, cfg, str(source))
     print(f"warm-up, nothing new: {time.time() - started:.1f}s")
     link_files(files[args.n : args.n + args.add], source)
-    stages: list[tuple[str, float, float]] = []
-    run_stage = jobs.nightly.run_stage
+    timings: list[tuple[str, float, float]] = []
+    run_stage = stages.nightly.run_stage
 
     def timed(
         spark_: SparkSession,
@@ -83,21 +83,21 @@ def main() -> None:
         source_: str,
         ingest_date: date | None = None,
         ready: Callable[[], None] = lambda: None,
-    ) -> jobs.nightly.StageResult:
+    ) -> stages.nightly.StageResult:
         begun = time.time()
         result = run_stage(spark_, cfg_, stage, source_, ingest_date, ready)
-        stages.append((stage, begun, time.time()))
+        timings.append((stage, begun, time.time()))
         return result
 
-    jobs.nightly.run_stage = timed
+    stages.nightly.run_stage = timed
     started = time.time()
-    jobs.nightly.nightly(spark, cfg, str(source))
+    stages.nightly.nightly(spark, cfg, str(source))
     print(f"incremental, +{args.add}: {time.time() - started:.1f}s")
     api = f"http://127.0.0.1:{UI_PORT}/api/v1/applications/{sc.applicationId}/jobs"
     listed = [j for j in json.load(urllib.request.urlopen(api)) if "completionTime" in j]
-    for stage, begun, ended in stages:
+    for stage, begun, ended in timings:
         # Stages run side by side: a job is the stage's by its job group, within the stage's time.
-        group = jobs.nightly.stage_job_group(None, stage)
+        group = stages.nightly.stage_job_group(None, stage)
         mine = sorted(
             (j for j in listed if j.get("jobGroup") == group and begun <= spark_time(j["submissionTime"]) <= ended),
             key=lambda j: j["jobId"],

@@ -21,13 +21,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from jobs.nightly import nightly, stage_job_group, stages
 from lakelens.config import load_config
 from lakelens.lake import read_table, registry_root
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import RUNS
 from lakelens.spark import build_session
 from models.registry import install_bundled
+from stages.nightly import nightly, stage_job_group, stages
 
 
 def tree_cpu() -> dict[str, float]:

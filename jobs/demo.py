@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from jobs.annotate import TASK_TABLES
-from jobs.nightly import nightly
-from jobs.report import write_report
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.lake import lake_uri, local_lake_root, registry_root
 from lakelens.scenes import generate_scenes
 from lakelens.spark import build_session
+from lakelens.tasks import TASKS
 from models.registry import install_bundled, model_names
+from stages.nightly import nightly
+from stages.report import write_report
 
 log = logging.getLogger("lakelens.demo")
 
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = cfg.lake.database
     similar = ("similar",) if "embed" in cfg.annotate.tasks else ()
     index_tables = ("signatures", "lsh_buckets", "near_dup_pairs", "dup_groups", *similar)
-    annotations = (TASK_TABLES[t].name for t in cfg.annotate.tasks)
+    annotations = (TASKS[t].table.name for t in cfg.annotate.tasks)
     tables = ", ".join(f"{db}.{t}" for t in ("images", "image_uris", *annotations, *index_tables, "runs"))
     lake_arg = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
     print(

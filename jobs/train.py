@@ -23,17 +23,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType
 from torch import nn
 
-from jobs.training_rows import (
-    box_targets,
-    class_names,
-    label_targets,
-    load_snapshot,
-    mask_classes,
-    small_groups,
-    transform_one_caption_per_row,
-    transform_training_rows,
-    transform_with_bytes,
-)
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.coco import caption_texts
 from lakelens.config import Config
@@ -48,6 +37,17 @@ from models.registry import Manifest, build_model, register_weights, save_model
 from models.segmenter_training import evaluate_segmenter, train_segmenter
 from models.train_loop import TrainSettings, evaluate_classifier, pick_device, train_classifier
 from models.vocabulary import Vocabulary, tokenize
+from stages.training_rows import (
+    box_targets,
+    class_names,
+    label_targets,
+    load_snapshot,
+    mask_classes,
+    small_groups,
+    transform_one_caption_per_row,
+    transform_training_rows,
+    transform_with_bytes,
+)
 
 log = logging.getLogger("lakelens.train")
 KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner")

@@ -26,10 +26,12 @@ from typing import Any, get_origin, get_type_hints
 
 import yaml
 
+from lakelens.checks import model_ref, one_of, positive, unit
 from lakelens.perceptual import RECIPES
+from lakelens.tasks import TASKS
 
-# What jobs.annotate can do, in the order it does it (udfs.factory.TASKS implements each).
-ANNOTATE_TASKS = ("classify", "detect", "segment", "caption", "embed")
+# What jobs.annotate can do, in the order it does it (lakelens.tasks declares each).
+ANNOTATE_TASKS = tuple(TASKS)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 BASE_CONFIG = CONF_DIR / "base.yaml"
 LOCAL_CONFIG = CONF_DIR / "local.yaml"
@@ -37,17 +39,6 @@ LOCAL_CONFIG = CONF_DIR / "local.yaml"
 
 class ConfigError(ValueError):
     """A configuration file or override is wrong; the message names the key and what is allowed."""
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def _one_of(*allowed: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in allowed else f"must be one of {', '.join(allowed)}"
-
-    return check
 
 
 def _identifier(value: Any) -> str | None:
@@ -61,10 +52,6 @@ def _spark_keys(value: Any) -> str | None:
     return None if not bad else f"keys must start with 'spark.' (got {', '.join(bad)})"
 
 
-def _unit(value: Any) -> str | None:
-    return None if 0 <= value <= 1 else "must be in [0, 1]"
-
-
 def _tasks(value: Any) -> str | None:
     bad = [t for t in value if t not in ANNOTATE_TASKS]
     if bad or not value:
@@ -72,14 +59,73 @@ def _tasks(value: Any) -> str | None:
     return None
 
 
-def _model_ref(value: Any) -> str | None:
-    if re.fullmatch(r"[A-Za-z0-9_.-]+(:v\d+)?", value):
-        return None
-    return "must be a registry model name, optionally with a version: NAME or NAME:vN"
-
-
 def _check(fn: Callable[[Any], str | None]) -> Any:
     return field(metadata={"check": fn})
+
+
+def _coerced(fn: Callable[[Any, str], Any]) -> Any:
+    """A field whose value ``fn(value, key)`` checks and completes (raising ConfigError) instead of the type's rule."""
+    return field(metadata={"coerce": fn})
+
+
+def _task_models(value: Any, name: str) -> Mapping[str, str]:
+    """annotate.models: every task's registry model, the task's default where none is given."""
+    given = _task_mapping(value, name)
+    for task, ref in given.items():
+        problem = model_ref(ref)
+        if problem:
+            raise ConfigError(f"config key '{name}.{task}' {problem} (got {ref!r})")
+    return types.MappingProxyType({t: given.get(t, TASKS[t].default_model) for t in TASKS})
+
+
+def _task_options(value: Any, name: str) -> Mapping[str, Mapping[str, Any]]:
+    """annotate.options: every task's settings (``{task: {option: value}}``, or ``task.option`` keys from --set),
+    each checked against the task's declaration, its default where none is given."""
+    given: dict[str, dict[str, Any]] = {}
+    for task, settings in _task_mapping(value, name, nested=True).items():
+        given.setdefault(task, {}).update(settings)
+    options = {}
+    for task, declared in TASKS.items():
+        chosen = given.get(task, {})
+        unknown = sorted(set(chosen) - set(declared.options))
+        if unknown:
+            allowed = ", ".join(declared.options) or "none"
+            raise ConfigError(f"unknown config key '{name}.{task}.{unknown[0]}'; {task} takes: {allowed}")
+        values = {}
+        for option, spec in declared.options.items():
+            key, got = f"{name}.{task}.{option}", chosen.get(option, spec.default)
+            kind = type(spec.default)
+            if kind is float and isinstance(got, int) and not isinstance(got, bool):
+                got = float(got)
+            if not isinstance(got, kind) or isinstance(got, bool) != isinstance(spec.default, bool):
+                raise ConfigError(f"config key '{key}' must be {kind.__name__} (got {got!r})")
+            problem = spec.check(got)
+            if problem:
+                raise ConfigError(f"config key '{key}' {problem} (got {got!r})")
+            values[option] = got
+        options[task] = types.MappingProxyType(values)
+    return types.MappingProxyType(options)
+
+
+def _task_mapping(value: Any, name: str, nested: bool = False) -> dict[str, Any]:
+    """A per-task mapping from YAML or --set: its keys checked to be tasks; with ``nested``, ``task.option`` keys
+    (as --set gives them) folded into ``{task: {option: value}}``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config key '{name}' must be a mapping of task names (got {value!r})")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        task, dot, option = str(key).partition(".")
+        if task not in TASKS:
+            raise ConfigError(f"unknown task '{task}' in config key '{name}'; tasks: {', '.join(TASKS)}")
+        if not nested:
+            out[task] = item
+        elif dot:
+            out.setdefault(task, {})[option] = item
+        elif isinstance(item, Mapping):
+            out.setdefault(task, {}).update(item)
+        else:
+            raise ConfigError(f"config key '{name}.{task}' must be a mapping of the task's settings (got {item!r})")
+    return out
 
 
 @dataclass(frozen=True)
@@ -88,7 +134,7 @@ class SparkConfig:
 
     master: str  # used only when spark-submit did not choose one
     app_name: str
-    log_level: str = _check(_one_of("ERROR", "WARN", "INFO", "DEBUG"))
+    log_level: str = _check(one_of("ERROR", "WARN", "INFO", "DEBUG"))
     conf: Mapping[str, str] = _check(_spark_keys)  # passed to the session builder as-is
 
 
@@ -99,7 +145,7 @@ class LakeConfig:
     root: str  # a local path or a Hadoop URI (hdfs://, s3a://, ...)
     database: str = _check(_identifier)
     # derby: an embedded metastore under the lake root; external: the cluster's own (hive-site.xml).
-    metastore: str = _check(_one_of("derby", "external"))
+    metastore: str = _check(one_of("derby", "external"))
 
 
 @dataclass(frozen=True)
@@ -107,13 +153,13 @@ class IngestConfig:
     """Image ingest: which files, and the limits that turn a file into an error row."""
 
     patterns: tuple[str, ...]  # file-name globs, case-insensitive, matched on the base name
-    max_pixels: int = _check(_positive)  # width * height above this is a decompression bomb
-    max_bytes: int = _check(_positive)  # larger files are error rows, never read into memory
-    read_threads: int = _check(_positive)  # threads per read task: overlap I/O waits (remote stores) and decode
-    files_per_partition: int = _check(_positive)  # read tasks: one per this many files, a multiple of the cores
-    batch_bytes: int = _check(_positive)  # image bytes per Arrow batch that Python sends back to Spark
-    arrow_batch_rows: int = _check(_positive)  # rows per Arrow batch into Python where rows already carry bytes
-    broadcast_rows: int = _check(_positive)  # up to this many files a run, dedup ids are broadcast, not shuffled
+    max_pixels: int = _check(positive)  # width * height above this is a decompression bomb
+    max_bytes: int = _check(positive)  # larger files are error rows, never read into memory
+    read_threads: int = _check(positive)  # threads per read task: overlap I/O waits (remote stores) and decode
+    files_per_partition: int = _check(positive)  # read tasks: one per this many files, a multiple of the cores
+    batch_bytes: int = _check(positive)  # image bytes per Arrow batch that Python sends back to Spark
+    arrow_batch_rows: int = _check(positive)  # rows per Arrow batch into Python where rows already carry bytes
+    broadcast_rows: int = _check(positive)  # up to this many files a run, dedup ids are broadcast, not shuffled
 
 
 @dataclass(frozen=True)
@@ -124,29 +170,15 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
-class AnnotateModels:
-    """The registry model each annotate task runs: NAME (its latest version) or NAME:vN."""
-
-    classify: str = _check(_model_ref)
-    detect: str = _check(_model_ref)
-    segment: str = _check(_model_ref)
-    caption: str = _check(_model_ref)
-    embed: str = _check(_model_ref)
-
-
-@dataclass(frozen=True)
 class AnnotateConfig:
     """jobs.annotate: which tasks, which models, and how the model UDFs batch and score."""
 
     tasks: tuple[str, ...] = _check(_tasks)
-    models: AnnotateModels
-    batch_size: int = _check(_positive)  # images per model call, whatever the Arrow batch size
-    arrow_batch_rows: int = _check(_positive)  # rows (with their image bytes) per Arrow batch into Python
-    decode_threads: int = _check(_positive)  # per task: decode the next batch while the model runs
-    top_k: int = _check(_positive)  # classify: labels kept per image
-    label_threshold: float = _check(_unit)  # classify, multi-label models: least score of a kept label
-    min_score: float = _check(_unit)  # detect: least score of a kept object
-    beam_size: int = _check(_positive)  # caption: 1 is greedy
+    models: Mapping[str, str] = _coerced(_task_models)  # task -> registry model NAME (latest version) or NAME:vN
+    options: Mapping[str, Mapping[str, Any]] = _coerced(_task_options)  # task -> its settings (lakelens.tasks)
+    batch_size: int = _check(positive)  # images per model call, whatever the Arrow batch size
+    arrow_batch_rows: int = _check(positive)  # rows (with their image bytes) per Arrow batch into Python
+    decode_threads: int = _check(positive)  # per task: decode the next batch while the model runs
 
 
 def _recipe(value: Any) -> str | None:
@@ -157,11 +189,11 @@ def _recipe(value: Any) -> str | None:
 class NearDupConfig:
     """jobs.index, near-duplicates: MinHash of perceptual tokens, banded as datasketch's MinHashLSH bands it."""
 
-    num_perm: int = _check(_positive)
+    num_perm: int = _check(positive)
     seed: int
     recipe: str = _check(_recipe)
-    lsh_threshold: float = _check(_unit)  # banding: (b, r) = datasketch's optimum for this Jaccard threshold
-    threshold: float = _check(_unit)  # a candidate pair is kept when its estimated Jaccard is at least this
+    lsh_threshold: float = _check(unit)  # banding: (b, r) = datasketch's optimum for this Jaccard threshold
+    threshold: float = _check(unit)  # a candidate pair is kept when its estimated Jaccard is at least this
 
 
 @dataclass(frozen=True)
@@ -169,11 +201,11 @@ class SimilarConfig:
     """jobs.index, similar images: the exact top k by blocked matrix products, or random-hyperplane (SimHash)
     buckets whose candidates are then scored by exact cosine."""
 
-    method: str = _check(_one_of("exact", "lsh"))
-    k: int = _check(_positive)  # neighbours kept per image
-    block: int = _check(_positive)  # exact: vectors per block of the blocked matrix product
-    bands: int = _check(_positive)  # lsh: bands of random-hyperplane bits
-    rows: int = _check(_positive)  # lsh: bits per band
+    method: str = _check(one_of("exact", "lsh"))
+    k: int = _check(positive)  # neighbours kept per image
+    block: int = _check(positive)  # exact: vectors per block of the blocked matrix product
+    bands: int = _check(positive)  # lsh: bands of random-hyperplane bits
+    rows: int = _check(positive)  # lsh: bits per band
     seed: int  # lsh: seed of the hyperplanes
 
 
@@ -183,7 +215,7 @@ class IndexConfig:
 
     near_dup: NearDupConfig
     similar: SimilarConfig
-    hot_bucket_size: int = _check(_positive)  # larger buckets link members to one leader instead of all pairs
+    hot_bucket_size: int = _check(positive)  # larger buckets link members to one leader instead of all pairs
 
 
 @dataclass(frozen=True)
@@ -192,7 +224,7 @@ class NightlyConfig:
 
     # Stages that do not read each other's tables (annotate and the near-duplicate index) run side by side, up to
     # this many at once; 1 runs them one after another.
-    parallel_stages: int = _check(_positive)
+    parallel_stages: int = _check(positive)
 
 
 @dataclass(frozen=True)
@@ -310,9 +342,19 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any], cls: type, prefix: str,
                 raise ConfigError(f"config key '{name}' (from {source}) must be a mapping of {hint.__name__} keys")
             _merge(into.setdefault(key, {}), value, hint, f"{name}.", source)
         elif get_origin(hint) in (Mapping, dict) and isinstance(value, Mapping):
-            into.setdefault(key, {}).update(value)
+            _deep_update(into.setdefault(key, {}), value)
         else:
             into[key] = value
+
+
+def _deep_update(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    """Merge ``new`` into ``into``, mappings key by key (a later file's ``classify: {top_k: 3}`` keeps the threshold
+    an earlier one set)."""
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_update(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
@@ -320,6 +362,9 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
+        if "coerce" in f.metadata:
+            kwargs[f.name] = f.metadata["coerce"](data.get(f.name, {}), name)
+            continue
         if f.name not in data:
             raise ConfigError(f"config key '{name}' is missing (base.yaml should define it)")
         hint = hints[f.name]

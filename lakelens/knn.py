@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lakelens.lsh import params_id
 
@@ -40,6 +39,16 @@ class ExactParams:
     @property
     def params_id(self) -> str:
         return params_id("exact", asdict(self))
+
+
+def kth_largest(scores: np.ndarray, k: int, rows: int = 512) -> np.ndarray:
+    """Each row's k-th largest value: scores float32 [N, M], 1 <= k <= M -> [N].
+
+    By blocks of ``rows`` rows, so that the partition's copy stays small beside a matrix of up to 2^27 scores
+    (torch's topk was 3.5x faster, 28 against 98 ms for 1,000 x 11,000, but the core does not import torch)."""
+    cut = scores.shape[1] - k
+    parts = [np.partition(scores[i : i + rows], cut, axis=1)[:, cut] for i in range(0, len(scores), rows)]
+    return np.concatenate(parts) if parts else np.zeros(0, scores.dtype)
 
 
 def block_candidates(
@@ -66,7 +75,7 @@ def block_candidates(
     if kept == 0 or scores.shape[0] == 0:
         empty = np.array([], dtype=object)
         return empty, empty, np.array([], np.float32)
-    kth = torch.from_numpy(scores).topk(kept, dim=1).values[:, -1].numpy()  # 4x np.partition's speed here
+    kth = kth_largest(scores, kept)
     row_i, row_j = np.nonzero((scores >= (kth - SELECT_MARGIN)[:, None]) & np.isfinite(scores))
     col_i = col_j = np.zeros(0, np.intp)
     if not np.isposinf(floors).all():  # a full build's queries have no lists to update

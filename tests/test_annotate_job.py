@@ -12,13 +12,14 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
-from jobs.annotate import TASK_TABLES, ModelFailedError, annotate, transform_pending_images
-from jobs.ingest import ingest
 from lakelens.config import ANNOTATE_TASKS, Config, ModelsConfig
 from lakelens.lake import qualified, read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import EMBEDDINGS, IMAGES, LABELS
+from lakelens.tasks import TASKS
 from models.registry import RegistryError, install_bundled, load_model, save_model
+from stages.annotate import ModelFailedError, annotate, transform_pending_images
+from stages.ingest import ingest
 from udfs.embed import EmbedPredictor
 from udfs.predictor import predict_frame
 
@@ -50,16 +51,16 @@ def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, sce
     assert (first.images, first.annotated, first.rows, first.errors) == (9, 9, 45, 5)
     versions = {c.task: c.version for c in first.tasks}
     assert versions == {"classify": "v1", "detect": "v1", "segment": "v1", "caption": "v2", "embed": "v2"}
-    for task, table in TASK_TABLES.items():
+    for task, table in ((t, TASKS[t].table) for t in TASKS):
         rows = read_table(spark, scene_lake, table)
         assert rows.count() == 9, task
         bad = rows.where(F.col("error").isNotNull()).first()
         assert bad["error"].startswith("ingest error: "), task
-        assert (bad["model"], bad["model_version"]) == (getattr(scene_lake.annotate.models, task), versions[task])
+        assert (bad["model"], bad["model_version"]) == (scene_lake.annotate.models[task], versions[task])
 
     again = annotate(spark, scene_lake, ANNOTATE_TASKS)
     assert (again.annotated, [(c.annotated, c.done_before) for c in again.tasks]) == (0, [(0, 9)] * len(ANNOTATE_TASKS))
-    assert all(read_table(spark, scene_lake, t).count() == 9 for t in TASK_TABLES.values())
+    assert all(read_table(spark, scene_lake, t).count() == 9 for t in (task.table for task in TASKS.values()))
 
     # What SQL users ask: the most confident images of a label, big segments, captions with a word.
     db = scene_lake.lake.database
@@ -107,7 +108,7 @@ def test_a_new_model_version_annotates_everything_again_beside_the_old(spark, sc
     assert [(c.task, c.version, c.annotated, c.done_before) for c in counts.tasks] == [
         ("classify", "v1", 0, 9), ("embed", "v3", 9, 0),
     ]  # fmt: skip
-    assert read_table(spark, scene_lake, TASK_TABLES["classify"]).count() == 9
+    assert read_table(spark, scene_lake, TASKS["classify"].table).count() == 9
     versions = spark.sql(
         f"SELECT model_version, count(*) AS n FROM {qualified(scene_lake, EMBEDDINGS)} GROUP BY model_version"
     ).collect()
@@ -141,14 +142,14 @@ def test_a_model_that_fails_on_every_image_fails_the_job_and_its_images_are_retr
     entry = save_model(model, dataclasses.replace(manifest, name="seg", version="", weights_sha256="", created="",
                                                   preprocessing=side), registry)  # fmt: skip
     broken = dataclasses.replace(
-        scene_lake, annotate=dataclasses.replace(scene_lake.annotate, models=dataclasses.replace(
-            scene_lake.annotate.models, segment="seg")),
+        scene_lake, annotate=dataclasses.replace(scene_lake.annotate, models={
+            **scene_lake.annotate.models, "segment": "seg"}),
     )  # fmt: skip
     with pytest.raises(ModelFailedError, match=r"segment: model seg v1 failed on every image it ran on \(8\): "
                        r"model failed: ValueError: image sides must be multiples of"):  # fmt: skip
         annotate(spark, broken, ["segment", "embed"])
     assert read_table(spark, broken, EMBEDDINGS).count() == 9  # the other task's rows are kept
-    segments = read_table(spark, broken, TASK_TABLES["segment"]).collect()
+    segments = read_table(spark, broken, TASKS["segment"].table).collect()
     assert [r.error.split(":")[0] for r in segments] == ["ingest error"]  # the image's own error stays a row
 
     # The user mends the manifest in place (same weights, same version): the images the model failed on are
@@ -159,7 +160,7 @@ def test_a_model_that_fails_on_every_image_fails_the_job_and_its_images_are_retr
     assert [(c.task, c.annotated, c.good, c.errors, c.done_before, c.model_failures) for c in again.tasks] == [
         ("segment", 8, 8, 0, 1, 0), ("embed", 0, 0, 0, 9, 0),
     ]  # fmt: skip
-    assert read_table(spark, broken, TASK_TABLES["segment"]).where(F.col("error").isNull()).count() == 8
+    assert read_table(spark, broken, TASKS["segment"].table).where(F.col("error").isNull()).count() == 8
 
 
 def test_a_registered_model_with_an_unusable_manifest_is_refused_before_any_work(spark, scene_lake: Config) -> None:
@@ -168,8 +169,8 @@ def test_a_registered_model_with_an_unusable_manifest_is_refused_before_any_work
     save_model(model, dataclasses.replace(manifest, name="few", version="", weights_sha256="", created="",
                                           classes=manifest.classes[:-1]), registry)  # fmt: skip
     few = dataclasses.replace(
-        scene_lake, annotate=dataclasses.replace(scene_lake.annotate, models=dataclasses.replace(
-            scene_lake.annotate.models, classify="few")),
+        scene_lake, annotate=dataclasses.replace(scene_lake.annotate, models={
+            **scene_lake.annotate.models, "classify": "few"}),
     )  # fmt: skip
     with pytest.raises(RegistryError, match=r"model few: the manifest lists 6 classes but the classifier's head has 7"):
         annotate(spark, few, ["classify"])

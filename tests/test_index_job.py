@@ -15,10 +15,7 @@ from datasketch import MinHash, MinHashLSH
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-import jobs.index
-from jobs.annotate import annotate, configured_manifest
-from jobs.index import index_near_duplicates, index_similar, similar_params
-from jobs.ingest import ingest
+import stages.index
 from jobs.query import main as query_main
 from lakelens.config import Config, ModelsConfig
 from lakelens.graph import components_frame
@@ -52,6 +49,9 @@ from lakelens.schemas import (
     SIMILAR,
 )
 from models.registry import install_bundled
+from stages.annotate import annotate, configured_manifest
+from stages.index import index_near_duplicates, index_similar, similar_params
+from stages.ingest import ingest
 
 
 def rows(df: DataFrame, *order: str) -> list[tuple]:
@@ -226,8 +226,9 @@ def test_components_join_chains_and_keep_groups_apart(spark, components) -> None
 
 
 def merged_in_the_driver(before: DataFrame, new_pairs: DataFrame) -> DataFrame:
-    """jobs.index.merge_groups' path for a night's few pairs; None (no group merged) leaves the groups as they were."""
-    merged = jobs.index.merged_in_the_driver(before, new_pairs)
+    """stages.index.merge_groups' path for a night's few pairs; None (no group merged) leaves the groups as they
+    were."""
+    merged = stages.index.merged_in_the_driver(before, new_pairs)
     return before if merged is None else merged
 
 
@@ -283,12 +284,13 @@ def brute_force_top_k(ids: list[str], vectors: np.ndarray, k: int) -> list[tuple
 
 
 @pytest.mark.parametrize(
-    ("method", "driver_scores"), [("exact", jobs.index.DRIVER_SCORES), ("exact", 0), ("lsh", jobs.index.DRIVER_SCORES)]
+    ("method", "driver_scores"),
+    [("exact", stages.index.DRIVER_SCORES), ("exact", 0), ("lsh", stages.index.DRIVER_SCORES)],
 )
 def test_similar_lists_incremental_equal_full_and_exact_equals_brute_force(
     spark, cfg: Config, tmp_path: Path, method: str, driver_scores: int, monkeypatch
 ) -> None:
-    monkeypatch.setattr(jobs.index, "DRIVER_SCORES", driver_scores)  # 0: every exact run takes the Spark path
+    monkeypatch.setattr(stages.index, "DRIVER_SCORES", driver_scores)  # 0: every exact run takes the Spark path
     similar = dataclasses.replace(cfg.index.similar, method=method, k=5, block=16, bands=32, rows=4)
     lake = dataclasses.replace(
         cfg, models=ModelsConfig(str(tmp_path / "models")), index=dataclasses.replace(cfg.index, similar=similar)
@@ -363,7 +365,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     pairing: str,
 ) -> None:
     if pairing != "in the driver":
-        monkeypatch.setattr(jobs.index, "DRIVER_HASHES", 0)  # a lake too large to pair in the driver
+        monkeypatch.setattr(stages.index, "DRIVER_HASHES", 0)  # a lake too large to pair in the driver
     lake = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "models")))
     install_bundled(lake.models.registry)
     first, second = scene_sources
@@ -377,7 +379,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     annotate(spark, lake, ["embed"])
     # A run killed after it stored its bucket rows, before its signatures: the next one redoes those images and
     # stores their buckets once (the comparisons with a full rebuild below hold every bucket row).
-    write = jobs.index._write
+    write = stages.index._write
 
     def killed_at_signatures(df: DataFrame, cfg: Config, spec, full: bool, **partition: str) -> None:
         if spec is SIGNATURES:
@@ -385,7 +387,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
         write(df, cfg, spec, full, **partition)
 
     with monkeypatch.context() as patched:
-        patched.setattr(jobs.index, "_write", killed_at_signatures)
+        patched.setattr(stages.index, "_write", killed_at_signatures)
         with pytest.raises(RuntimeError, match="killed"):
             index_near_duplicates(spark, lake)
     night2 = index_near_duplicates(spark, lake)
@@ -404,7 +406,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     # A rebuild that fails part-way leaves the tables as they were: its partitions are swapped in at the end.
     for name in ("transform_jaccard", "transform_new_pairs", "transform_cosine", "transform_exact_candidates",
                  "update_lists", "night_pairs"):  # fmt: skip
-        monkeypatch.setattr(jobs.index, name, executor_lost)
+        monkeypatch.setattr(stages.index, name, executor_lost)
     with pytest.raises(RuntimeError, match="executor lost"):
         index_near_duplicates(spark, lake, full=True)
     with pytest.raises(RuntimeError, match="executor lost"):
@@ -417,8 +419,8 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
     assert index_tables(spark, lake) == incremental
     assert read_table(spark, lake, HOT_BUCKETS).count() == 0
     with monkeypatch.context() as patched:  # too many new signatures to broadcast: the self-join and joined verify
-        patched.setattr(jobs.index, "DRIVER_HASHES", 0)
-        patched.setattr(jobs.index, "BROADCAST_HASHES", 0)
+        patched.setattr(stages.index, "DRIVER_HASHES", 0)
+        patched.setattr(stages.index, "BROADCAST_HASHES", 0)
         index_near_duplicates(spark, lake, full=True)
     assert index_tables(spark, lake) == incremental
     check_queries(spark, lake, capsys)

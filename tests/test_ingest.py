@@ -12,11 +12,11 @@ from images import ODD_EXPECTED, encode, odd_files, rgb, write_files
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.ingest import ingest, transform_read
 from lakelens.ingest_rows import image_id_of
 from lakelens.lake import read_table
 from lakelens.schemas import IMAGE_URIS, IMAGES
 from lakelens.sources import extract_candidates, open_source
+from stages.ingest import ingest, transform_read
 
 DAY = date(2026, 1, 2)
 

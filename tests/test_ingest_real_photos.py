@@ -10,9 +10,9 @@ from PIL import Image, ImageOps
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.ingest import ingest
 from lakelens.lake import read_table
 from lakelens.schemas import IMAGE_URIS, IMAGES
+from stages.ingest import ingest
 
 DAY = date(2026, 1, 2)
 

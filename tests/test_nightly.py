@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame
 
-import jobs.nightly
-from jobs.nightly import nightly, run_in_order, stages
 from lakelens.config import Config, ModelsConfig, NightlyConfig, load_config
 from lakelens.lake import read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, NEAR_DUP_PAIRS, RUNS, SIGNATURES, SIMILAR
 from models.registry import RegistryError, install_bundled
+from stages import nightly as nightly_stage
+from stages.nightly import nightly, run_in_order, stages
 
 TABLES = (IMAGES, LABELS, EMBEDDINGS, SIGNATURES, NEAR_DUP_PAIRS, SIMILAR)
 
@@ -56,13 +56,13 @@ def test_a_failed_run_resumes_at_its_failed_stage_and_a_rerun_changes_nothing(
     spark, night: tuple[Config, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg, source = night
-    real = jobs.nightly.annotate
+    real = nightly_stage.annotate
 
     def fails_after_classify(spark, cfg, tasks, embeddings_written=lambda: None):
         real(spark, cfg, ["classify"])  # one table written, then the device goes
         raise RuntimeError("CUDA error: device lost\nmore detail")
 
-    monkeypatch.setattr(jobs.nightly, "annotate", fails_after_classify)
+    monkeypatch.setattr(nightly_stage, "annotate", fails_after_classify)
     with pytest.raises(RuntimeError, match="device lost"):
         nightly(spark, cfg, str(source))
     runs = read_table(spark, cfg, RUNS)

@@ -13,13 +13,13 @@ import pytest
 from images import encode, rgb, write_files
 
 from jobs.index import main as index_main
-from jobs.ingest import ingest
 from jobs.query import main as query_main
 from jobs.sql import main as sql_main
 from lakelens.cli import setup_logging
 from lakelens.config import Config
 from lakelens.errors import InputError
 from lakelens.lake import ensure_database
+from stages.ingest import ingest
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.nightly import nightly
-from jobs.report import colour_key, page_html, write_report
 from lakelens.config import Config, ModelsConfig, load_config
 from lakelens.figures import class_colour
 from lakelens.lake import lake_uri, read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, IMAGES, SIMILAR
 from models.registry import BUNDLED, install_bundled
+from stages.nightly import nightly
+from stages.report import colour_key, page_html, write_report
 
 SHAPES = ["circle", "cross", "diamond", "hexagon", "square", "star", "triangle"]  # the bundled models' classes
 

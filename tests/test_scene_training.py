@@ -12,13 +12,13 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.import_dataset import main as import_main
-from jobs.ingest import ingest
 from jobs.train import main as train_main
 from lakelens.config import Config, load_config
 from lakelens.lake import read_table
 from lakelens.scenes import SCENE_MASK_CLASSES, generate_scenes
 from lakelens.schemas import IMAGES, SCENE_TRUTH
 from models.registry import Manifest, load_model
+from stages.ingest import ingest
 
 SCENES = 40
 

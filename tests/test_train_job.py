@@ -13,10 +13,10 @@ from images import coloured_image
 from safetensors.torch import save_file
 
 from jobs.train import main
-from jobs.training_rows import label_targets, load_snapshot, small_groups, transform_training_rows
 from models.classifier import Classifier
 from models.data import Preprocessing, to_tensor_array
 from models.registry import load_model
+from stages.training_rows import label_targets, load_snapshot, small_groups, transform_training_rows
 
 
 @pytest.fixture

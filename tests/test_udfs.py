@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from lakelens.config import ANNOTATE_TASKS
 from lakelens.scenes import generate_scenes
+from lakelens.tasks import TASKS
 from models.data import Preprocessing, to_tensor_array
 from models.registry import BUNDLED, load_model, read_entry
 from models.vocabulary import Vocabulary
@@ -21,7 +23,7 @@ from udfs.caption import CaptionPredictor
 from udfs.classify import ClassifyPredictor
 from udfs.detect import DetectPredictor
 from udfs.embed import EmbedPredictor
-from udfs.factory import TASKS, ModelUdfSpec, make_model_udf
+from udfs.factory import ModelUdfSpec, make_model_udf, predictor_class, udf_schema
 from udfs.predictor import concat_rows, predict_frame, predict_frames, predict_tasks
 from udfs.runtime import cached_model, pick_device
 from udfs.segment import SegmentPredictor
@@ -99,6 +101,14 @@ def test_device_is_the_tasks_gpu_then_any_visible_gpu_then_the_cpu(monkeypatch) 
 
 def test_every_configured_task_has_a_predictor() -> None:
     assert tuple(TASKS) == ANNOTATE_TASKS
+
+
+def test_each_declared_task_s_predictor_fills_its_table_and_takes_its_options() -> None:
+    for name, task in TASKS.items():
+        predictor = predictor_class(name)
+        written_by_the_core = {"image_id", "error", "model", "model_version"}
+        assert set(predictor.outputs) == set(udf_schema(task.table).names) - written_by_the_core, name
+        assert set(task.options) <= set(inspect.signature(predictor.configure).parameters), name
 
 
 def test_embed_gives_the_models_unit_vectors(scene_bytes) -> None:

@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,23 +23,11 @@ from pyspark import TaskContext
 from pyspark.sql.types import StringType, StructField, StructType
 
 from lakelens.schemas import TableSpec
+from lakelens.tasks import TASKS
 from models.registry import Manifest
-from udfs.caption import CaptionPredictor
-from udfs.classify import ClassifyPredictor
-from udfs.detect import DetectPredictor
-from udfs.embed import EmbedPredictor
 from udfs.predictor import Predictor, predict_frames, predict_tasks
 from udfs.runtime import cached_model, pick_device, set_threads
-from udfs.segment import SegmentPredictor
 
-# Task -> its predictor and the model architecture it runs.
-TASKS: dict[str, tuple[type[Predictor], str]] = {
-    "classify": (ClassifyPredictor, "classifier"),
-    "detect": (DetectPredictor, "detector"),
-    "segment": (SegmentPredictor, "segmenter"),
-    "caption": (CaptionPredictor, "captioner"),
-    "embed": (EmbedPredictor, "embedder"),
-}
 # Columns the UDF leaves to the job (the same for every row of a run).
 JOB_COLUMNS = ("annotated_at",)
 
@@ -47,7 +37,7 @@ class ModelUdfSpec:
     """What a model UDF runs.
 
     Args:
-        task: a key of :data:`TASKS`.
+        task: a key of ``lakelens.tasks.TASKS``.
         manifest: the registry manifest of the model.
         weights: the safetensors bytes, or a Spark broadcast of them.
         batch_size: images per model call.
@@ -67,11 +57,11 @@ class ModelUdfSpec:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        wanted = TASKS[self.task][1]
-        if self.manifest.architecture != wanted:
+        wanted = TASKS[self.task].architectures
+        if self.manifest.architecture not in wanted:
             raise ValueError(
-                f"task {self.task} runs {wanted} models, but model {self.manifest.name} {self.manifest.version} "
-                f"is a {self.manifest.architecture}"
+                f"task {self.task} runs {' or '.join(wanted)} models, but model {self.manifest.name} "
+                f"{self.manifest.version} is a {self.manifest.architecture}"
             )
 
 
@@ -131,5 +121,11 @@ def _predictor(spec: ModelUdfSpec, device: torch.device) -> Predictor:
     """The spec's predictor on ``device``, over the model this Python worker keeps."""
     weights = spec.weights.value if hasattr(spec.weights, "value") else spec.weights
     model = cached_model(spec.manifest, weights, device)
-    predictor_class = TASKS[spec.task][0]
-    return predictor_class(model, spec.manifest, device, spec.batch_size, spec.max_pixels, **spec.options)
+    return predictor_class(spec.task)(model, spec.manifest, device, spec.batch_size, spec.max_pixels, **spec.options)
+
+
+@functools.cache
+def predictor_class(task: str) -> type[Predictor]:
+    """The predictor class the task declares (``module:Class``)."""
+    module, name = TASKS[task].predictor.split(":")
+    return getattr(importlib.import_module(module), name)

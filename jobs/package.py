@@ -32,7 +32,7 @@ CODE = "lakelens_code.zip"
 ENV = "lakelens_env.tar.gz"
 MODELS = "lakelens_models"
 ENTRY = "lakelens_job.py"
-PACKAGES = ("jobs", "lakelens", "models", "udfs")
+PACKAGES = ("jobs", "lakelens", "models", "stages", "udfs")
 CONF_FILES = ("conf/base.yaml", "conf/local.yaml", "conf/cluster.yaml", "conf/log4j2.properties")
 # Spark's jars (440 MB) come with the cluster's Spark, and local-cluster runs leave executor folders in its work/;
 # C++ headers are for building extensions only.

@@ -1,0 +1,78 @@
+"""The annotate tasks, each declared once: its name, output table, predictor, the model architectures that serve
+it, the registry model it runs by default and its settings with their defaults. The configuration's checks, the
+annotate stage, the UDF factory, the nightly job and the report read them from here; adding a task is its
+predictor (``udfs/``), its model (``models/``), its table (``lakelens/schemas.py``) and one entry in :data:`TASKS`
+(ARCHITECTURE.md, "Adding a task").
+
+Nothing here imports torch: a predictor is named as ``module:Class``, imported where the models run.
+
+Example:
+    >>> TASKS["classify"].table.name, TASKS["classify"].options["top_k"].default
+    ('labels', 5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakelens.checks import Check, positive, unit
+from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, LABELS, SEGMENTS, TableSpec
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of a task's predictor (``annotate.options.<task>.<name>``): its default, which also fixes its type,
+    the check of its value, and what it does."""
+
+    default: Any
+    check: Check
+    help: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """An annotate task. ``predictor`` is ``module:Class`` of a ``udfs.predictor.Predictor`` whose ``configure``
+    takes ``options``' names; its outputs are ``table``'s columns."""
+
+    name: str
+    table: TableSpec
+    predictor: str
+    architectures: tuple[str, ...]
+    default_model: str
+    help: str
+    options: Mapping[str, Option] = field(default_factory=dict)
+
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            "classify", LABELS, "udfs.classify:ClassifyPredictor", ("classifier",), "classifier",
+            "the best label and score of each image, and its top labels",
+            {
+                "top_k": Option(5, positive, "labels kept per image"),
+                "threshold": Option(0.5, unit, "multi-label models: least score of a kept label"),
+            },
+        ),
+        Task(
+            "detect", DETECTIONS, "udfs.detect:DetectPredictor", ("detector",), "detector",
+            "objects: label, score and box in the image's pixels",
+            {"min_score": Option(0.3, unit, "least score of a kept object")},
+        ),
+        Task(
+            "segment", SEGMENTS, "udfs.segment:SegmentPredictor", ("segmenter",), "segmenter",
+            "a class mask at the image's size and each class's share of the pixels",
+        ),
+        Task(
+            "caption", CAPTIONS, "udfs.caption:CaptionPredictor", ("captioner",), "captioner",
+            "a caption and its score",
+            {"beam_size": Option(3, positive, "beam width; 1 is greedy")},
+        ),
+        Task(
+            "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder",), "embedder",
+            "a unit vector for similar-image search",
+        ),
+    )
+}  # fmt: skip

@@ -1,0 +1,291 @@
+"""The annotate stage: the registry's models over the lake's images (``jobs.annotate`` and the nightly job run it).
+
+Each task (classify, detect, segment, caption, embed) runs its model (``annotate.models``) over the ``images``
+that have no row from that model version yet, and appends one row per image to its table (labels, detections,
+segments, captions, embeddings): the outputs, or an ``error``. The tasks share one pass, a pandas UDF on the
+executors: each pending image is read and decoded once and goes through every model that has not seen it. A re-run
+adds nothing; a new model version annotates every image again, beside the old version's rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from lakelens.config import ANNOTATE_TASKS, Config
+from lakelens.lake import append_each, read_table, registry_root, staged
+from lakelens.progress import stage_progress
+from lakelens.pyworker import worker_task
+from lakelens.row_errors import MODEL_ERROR_PATTERN
+from lakelens.schemas import IMAGES, TableSpec
+from lakelens.spark import session_conf
+from lakelens.tasks import TASKS
+from models.registry import BUNDLED, Manifest, RegistryError, check_manifest, model_names, read_entry, read_manifest
+from udfs.factory import ModelUdfSpec, make_tasks_udf, tasks_udf_schema, udf_schema
+
+log = logging.getLogger("lakelens.annotate")
+
+
+class ModelFailedError(RuntimeError):
+    """A task's model failed on every image it ran on."""
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """What one task of a run did. ``annotated == good + errors`` rows were written; ``model_failures`` images made
+    the model fail and got no row (they are annotated again on the next run); ``done_before + annotated +
+    model_failures`` = all images."""
+
+    task: str
+    model: str
+    version: str
+    done_before: int
+    annotated: int
+    good: int
+    errors: int
+    model_failures: int = 0
+
+    def summary(self) -> str:
+        failed = (
+            f", model failures {self.model_failures} (no rows: annotated again on the next run)"
+            if self.model_failures
+            else ""
+        )
+        return (
+            f"{self.task}: {self.model} {self.version} -> {TASKS[self.task].table.name}: annotated {self.annotated} "
+            f"(good {self.good} + errors {self.errors}), already done {self.done_before}{failed}"
+        )
+
+
+@dataclass(frozen=True)
+class AnnotateCounts:
+    """What a run of several tasks did: ``annotated`` images went through the pass, each task's counts apart."""
+
+    images: int
+    annotated: int
+    tasks: tuple[TaskCounts, ...]
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(t.annotated for t in self.tasks)
+
+    @property
+    def errors(self) -> int:
+        return sum(t.errors + t.model_failures for t in self.tasks)
+
+    @property
+    def models(self) -> str:
+        return ",".join(f"{t.model}:{t.version}" for t in self.tasks)
+
+    def summary(self) -> str:
+        rate = self.annotated / self.seconds if self.seconds else 0.0
+        head = (
+            f"annotate: {self.annotated} of {self.images} images through {len(self.tasks)} models in one pass, "
+            f"{self.rows} rows written, {self.seconds:.1f}s, {rate:.1f} images/s"
+        )
+        return "\n".join([head, *(f"  {t.summary()}" for t in self.tasks)])
+
+
+def transform_pending_tasks(images: DataFrame, done: Mapping[str, DataFrame]) -> DataFrame:
+    """Every distinct ``image_id`` of ``images`` (with its ``ingest_date``) with ``todo_<task>`` per task of ``done``
+    (task -> ``image_id`` of the images its configured model version has annotated): whether the task still has
+    to run on the image.
+
+    One shuffle of all the ids, tagged by task, rather than a join per task.
+    """
+    tagged = images.select("image_id", "ingest_date", F.lit(None).cast("string").alias("task"))
+    for task, ids in done.items():
+        tagged = tagged.unionByName(
+            ids.select("image_id", F.lit(None).cast("date").alias("ingest_date"), F.lit(task).alias("task"))
+        )
+    grouped = tagged.groupBy("image_id").agg(
+        F.count_if(F.col("task").isNull()).alias("listed"),
+        F.min("ingest_date").alias("ingest_date"),
+        F.collect_set("task").alias("done"),
+    )
+    todo = [(~F.array_contains("done", task)).alias(f"todo_{task}") for task in done]
+    return grouped.where(F.col("listed") > 0).select("image_id", "ingest_date", *todo)
+
+
+def transform_pending_images(images: DataFrame, pending: DataFrame, since: date, broadcast: bool) -> DataFrame:
+    """The ``images`` rows (image_id, bytes, error) of the ids in ``pending``, with ``pending``'s other columns,
+    read from the ``ingest_date`` partitions from ``since`` on (the earliest of the pending images): a night's new
+    images are in the newest partition, and the lake's older image bytes are not read. ``broadcast``: ``pending``
+    is a night's few ids, joined where the bytes are read so that they are not shuffled."""
+    recent = images.where(F.col("ingest_date") >= F.lit(since)).select("image_id", "bytes", "error")
+    return recent.join(F.broadcast(pending) if broadcast else pending, "image_id")
+
+
+def transform_task_rows(annotated: DataFrame, task: str, table: TableSpec, annotated_at: datetime) -> DataFrame:
+    """One task's rows of the one-pass output (``tasks_udf_schema``): the images it ran on, but those the model
+    failed on (:func:`model_failed`), in ``table``'s columns, stamped with ``annotated_at``."""
+    fields = [f.name for f in udf_schema(table).fields if f.name != "image_id"]
+    return annotated.where(F.col(f"{task}__model").isNotNull() & ~model_failed(task)).select(
+        "image_id",
+        *[F.col(f"{task}__{name}").alias(name) for name in fields],
+        F.lit(annotated_at).cast("timestamp").alias("annotated_at"),
+    )
+
+
+def model_failed(task: str) -> Column:
+    """Whether the task's row of the one-pass output is a failure of the model rather than of the image."""
+    return F.coalesce(F.col(f"{task}__error").rlike(MODEL_ERROR_PATTERN), F.lit(False))
+
+
+def configured_manifest(cfg: Config, task: str) -> Manifest:
+    """The registry manifest of the model ``annotate.models`` names for ``task`` (its latest version if none given),
+    without reading its weights."""
+    name, _, version = cfg.annotate.models[task].partition(":")
+    return read_manifest(registry_root(cfg), name, version or None)
+
+
+def configured_entry(cfg: Config, task: str) -> tuple[Manifest, bytes]:
+    """The manifest and weights of the model ``annotate.models`` names for ``task``, checked: a model that is
+    missing, or whose manifest it cannot work with, is refused with what to do about it."""
+    name, _, version = cfg.annotate.models[task].partition(":")
+    try:
+        manifest, weights = read_entry(registry_root(cfg), name, version or None)
+    except RegistryError as exc:
+        lake = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
+        remedy = (
+            f"install the bundled defaults (python -m jobs.models install {name}{lake})"
+            if name in model_names(BUNDLED) and not version
+            else f"train one (python -m jobs.train --name {name} ...) or register one (jobs.train --register)"
+        )
+        raise RegistryError(
+            f"{task}: {exc}. To fix: {remedy}; or name another with --set annotate.models.{task}=NAME "
+            f"(python -m jobs.models list{lake} shows them)"
+        ) from exc
+    check_manifest(manifest)
+    return manifest, weights
+
+
+def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:
+    """The UDF spec of ``task``: its configured model read from the registry, the weights broadcast once."""
+    manifest, weights = configured_entry(cfg, task)
+    return ModelUdfSpec(
+        task,
+        manifest,
+        spark.sparkContext.broadcast(weights),
+        batch_size=cfg.annotate.batch_size,
+        decode_threads=cfg.annotate.decode_threads,
+        max_pixels=cfg.ingest.max_pixels,
+        options=dict(cfg.annotate.options[task]),
+    )
+
+
+def annotate(
+    spark: SparkSession, cfg: Config, tasks: Sequence[str], embeddings_written: Callable[[], None] = lambda: None
+) -> AnnotateCounts:
+    """Run every task in ``tasks`` over the images its model version has not seen, in one pass: each pending image
+    is read and decoded once and goes through the tasks it lacks; each task's rows are appended to its table.
+
+    The pass is staged (written once to the lake's staging folder) while the tables are written: a cache would be
+    dropped by the first append, since the pass reads those tables to find its images, and the models run again.
+    ``embeddings_written()`` is called once new embeddings are in, before the other tables are written.
+    """
+    started = time.monotonic()
+    todo = [t for t in ANNOTATE_TASKS if t in tasks]
+    specs = {t: model_spec(cfg, t, spark) for t in todo}
+    images = read_table(spark, cfg, IMAGES)
+    done = {t: _done_ids(spark, cfg, t, specs[t].manifest) for t in todo}
+    flags = transform_pending_tasks(images, done).cache()
+    try:
+        counted = flags.agg(
+            F.count("*").alias("images"),
+            F.count_if(_any_todo(todo)).alias("pending"),
+            F.min(F.when(_any_todo(todo), F.col("ingest_date"))).alias("since"),
+            *[F.count_if(f"todo_{t}").alias(t) for t in todo],
+        ).first()
+        n_images, n_pending = counted["images"], counted["pending"]
+        if n_pending == 0:
+            counts = [_counts(specs[t], n_images, 0, 0) for t in todo]
+            return AnnotateCounts(n_images, 0, tuple(counts), time.monotonic() - started)
+        pending_ids = flags.where(_any_todo(todo)).drop("ingest_date")
+        # A nightly increment is small: broadcast its ids rather than shuffle every image's bytes to find them.
+        small = n_pending <= cfg.ingest.broadcast_rows
+        pending = transform_pending_images(images, pending_ids, counted["since"], small)
+        cores = spark.sparkContext.defaultParallelism
+        if pending.rdd.getNumPartitions() < cores:
+            pending = pending.repartition(cores)
+        tables = {t: TASKS[t].table for t in todo}
+        annotated_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+        log.info("annotate: %d images through %s", n_pending, ", ".join(f"{t} ({counted[t]})" for t in todo))
+        udf = make_tasks_udf([specs[t] for t in todo])
+        # What the pass made and what each append wrote are counted by the jobs that write them (observations),
+        # not by reading the rows back.
+        made = Observation()
+        passed = pending.mapInPandas(worker_task(udf), tasks_udf_schema(tables)).observe(
+            made,
+            F.count("*").alias("rows"),
+            *[F.count(f"{t}__model").alias(t) for t in todo],
+            *[F.count_if(model_failed(t)).alias(f"{t}_failures") for t in todo],
+            *[F.min(F.when(model_failed(t), F.col(f"{t}__error"))).alias(f"{t}_failure") for t in todo],
+        )
+        appended = {t: Observation() for t in todo if counted[t]}
+        with (
+            session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.annotate.arrow_batch_rows)),
+            stage_progress(spark, "annotate", n_pending),
+            staged(passed, cfg, "annotate") as annotated,
+        ):
+            made_rows = made.get
+            if made_rows["rows"] != n_pending or any(made_rows[t] != counted[t] for t in todo):
+                raise RuntimeError(f"annotate: {n_pending} images went in but the pass gave {made_rows}")
+            writes = {
+                t: (
+                    transform_task_rows(annotated, t, tables[t], annotated_at).observe(
+                        seen, F.count("*").alias("rows"), F.count("error").alias("errors")
+                    ),
+                    tables[t],
+                )
+                for t, seen in appended.items()
+            }
+            # Embeddings first: the similar-image index reads them, and can start while the others are written.
+            if "embed" in writes:
+                append_each([writes.pop("embed")], cfg)
+                embeddings_written()
+            append_each(list(writes.values()), cfg)
+    finally:
+        flags.unpersist()
+        for spec in specs.values():
+            spec.weights.unpersist()
+    seen = {t: appended[t].get if t in appended else {"rows": 0, "errors": 0} for t in todo}  # one read each
+    failures = {t: made_rows[f"{t}_failures"] for t in todo}
+    written = {t: (seen[t]["rows"], seen[t]["errors"], failures[t]) for t in todo}
+    for t in todo:
+        if written[t][0] + failures[t] != counted[t]:
+            raise RuntimeError(f"{t}: {counted[t]} images went in but {written[t][0]} rows were written")
+    for t in todo:
+        rows, errors, failed = written[t]
+        if failed and rows == errors:  # not one image went through: the model is broken, not the images
+            m = specs[t].manifest
+            raise ModelFailedError(
+                f"{t}: model {m.name} {m.version} failed on every image it ran on ({failed}): "
+                f"{made_rows[f'{t}_failure']}. No rows were written for them; fix or replace the model "
+                f"(--set annotate.models.{t}=NAME) and run again"
+            )
+    counts = [_counts(specs[t], n_images, *written[t]) for t in todo]
+    return AnnotateCounts(n_images, n_pending, tuple(counts), time.monotonic() - started)
+
+
+def _any_todo(tasks: Sequence[str]) -> Column:
+    return reduce(operator.or_, [F.col(f"todo_{t}") for t in tasks])
+
+
+def _done_ids(spark: SparkSession, cfg: Config, task: str, manifest: Manifest) -> DataFrame:
+    rows = read_table(spark, cfg, TASKS[task].table)
+    return rows.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
+
+
+def _counts(spec: ModelUdfSpec, n_images: int, rows: int, errors: int, failures: int = 0) -> TaskCounts:
+    m = spec.manifest
+    return TaskCounts(spec.task, m.name, m.version, n_images - rows - failures, rows, rows - errors, errors, failures)

@@ -1,0 +1,294 @@
+"""The report of a lake: one HTML page with PNG figures (``jobs.report`` and the demo write it).
+
+It shows sample images with their detection boxes, segmentation overlays, labels and captions; near-duplicate
+groups side by side; the most similar images of a few images; a 2-D map (PCA) of the embeddings coloured by label;
+and the latest run's counts, errors and timings per stage. It reads the rows the current configuration's models
+and index parameters made. Open ``DIR/index.html`` in a browser; the folder can be copied anywhere.
+
+A class has one colour on the whole page (boxes, masks, legends, map), set by its name among the classes the
+configured models know, so it is the same in the report of every lake these models annotated.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakelens.config import Config
+from lakelens.figures import (
+    NO_LABEL,
+    RGB,
+    class_colours,
+    extend_key,
+    legend,
+    pca_2d,
+    png,
+    scatter,
+    thumbnail,
+    with_boxes,
+    with_mask,
+)
+from lakelens.imaging import decode_rgb
+from lakelens.lake import has_rows, lake_uri, read_table
+from lakelens.schemas import CAPTIONS, DETECTIONS, DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, RUNS, SEGMENTS, SIMILAR
+from stages.annotate import configured_manifest
+from stages.index import near_dup_params, similar_params
+
+log = logging.getLogger("lakelens.report")
+SIDE = 256  # pixels of a sample's longer side
+THUMB = 128  # pixels of a group member's or a neighbour's longer side
+
+
+@dataclass
+class Page:
+    """What the page shows, gathered from the lake; figures are written as they are made."""
+
+    out: Path
+    key: dict[str, RGB] = field(default_factory=dict)  # the page's class colours (``colour_key``)
+    sections: list[str] = field(default_factory=list)
+    figures: int = 0
+
+    def colours(self, names: Iterable[str]) -> dict[str, RGB]:
+        """The page's colour key, first given any of ``names`` it lacks (a class no configured model declares)."""
+        self.key = extend_key(self.key, names)
+        return self.key
+
+    def figure(self, image, alt: str) -> str:
+        """Write ``image`` as the next PNG and return its <img> tag."""
+        self.figures += 1
+        name = f"figures/{self.figures:04d}.png"
+        (self.out / name).write_bytes(png(image))
+        return f'<img src="{name}" alt="{html.escape(alt)}" width="{image.width}" height="{image.height}">'
+
+
+CLASS_TASKS = ("detect", "segment", "classify")  # the tasks whose models name classes
+
+
+def colour_key(cfg: Config, names: Iterable[str] = ()) -> dict[str, RGB]:
+    """One colour per class name for the whole page: a key of every class the configured detector, segmenter and
+    classifier know (their manifests), then ``names`` they do not (which take free colours, moving none of theirs).
+    Keying the models' whole vocabulary, not the classes this lake's rows show, keeps a class's colour the same in
+    the reports of all lakes these models annotated."""
+    known = [c for task in CLASS_TASKS if task in cfg.annotate.tasks for c in configured_manifest(cfg, task).classes]
+    return extend_key(class_colours(known), names)
+
+
+def file_name(uri: str) -> str:
+    """The last part of an image's uri (``s3a://b/x/cat.jpg`` -> ``cat.jpg``), its caption under a thumbnail."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def lake_name(cfg: Config) -> str:
+    """The name of the lake root's folder (``file:/data/lakes/cars`` -> ``cars``): what the page is titled."""
+    uri = lake_uri(cfg)
+    name = file_name(uri)
+    return uri if not name or name.endswith(":") else name  # a root at "/" or a bare scheme has no folder name
+
+
+def _pinned(df: DataFrame, task: str, cfg: Config) -> DataFrame:
+    """The rows of the model version the configuration names for ``task``; none if the task is not configured."""
+    if task not in cfg.annotate.tasks:
+        return df.where(F.lit(False))
+    manifest = configured_manifest(cfg, task)
+    return df.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
+
+
+def _rgb(data: bytes | None, cfg: Config) -> np.ndarray | None:
+    try:
+        return decode_rgb(data, cfg.ingest.max_pixels) if data else None
+    except Exception:  # the images table keeps undecodable files as error rows; the report skips them
+        return None
+
+
+def _thumb(page: Page, cfg: Config, row, caption: str) -> str:
+    """A thumbnail figure of an image row (uri, bytes) with ``caption``; nothing for an undecodable image."""
+    rgb = _rgb(row.bytes, cfg)
+    if rgb is None:
+        return ""
+    return f"<figure>{page.figure(thumbnail(rgb, THUMB)[0], row.uri)}<figcaption>{caption}</figcaption></figure>"
+
+
+def run_section(spark: SparkSession, cfg: Config) -> str:
+    """The latest nightly run's stages as a table, with the lake's totals."""
+    images = read_table(spark, cfg, IMAGES)
+    totals = images.agg(F.count("*").alias("images"), F.count("error").alias("errors")).first()
+    head = f"<p>{totals['images']} images in the lake, {totals['errors']} of them error rows.</p>"
+    if not has_rows(spark, cfg, RUNS):
+        return head + "<p>No nightly run recorded yet (python -m jobs.nightly).</p>"
+    runs = read_table(spark, cfg, RUNS)
+    latest = runs.orderBy(F.desc("started_at")).first()["run_id"]
+    rows = runs.where(F.col("run_id") == latest).orderBy("ended_at").collect()
+    cells = "".join(
+        f"<tr><td>{html.escape(r.stage)}</td><td>{r.status}</td><td>{_n(r.rows_in)}</td><td>{_n(r.rows_out)}</td>"
+        f"<td>{_n(r.errors)}</td><td>{(r.ended_at - r.started_at).total_seconds():.1f}</td>"
+        f"<td>{'' if r.images_per_s is None else f'{r.images_per_s:.1f}'}</td>"
+        f"<td>{html.escape(r.models or '')}</td></tr>"
+        for r in rows
+    )
+    return (
+        f"{head}<p>Run <code>{html.escape(latest)}</code> of <code>{html.escape(rows[0].source)}</code>, config "
+        f"<code>{rows[0].config_hash}</code>.</p><table><tr><th>stage</th><th>status</th><th>rows in</th>"
+        f"<th>rows out</th><th>errors</th><th>seconds</th><th>rows in/s</th><th>models</th></tr>{cells}</table>"
+    )
+
+
+def _n(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def sample_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> list[str]:
+    """``n`` images (the first by image_id, a random draw of content hashes) with what the models said."""
+    chosen = read_table(spark, cfg, IMAGES).where(F.col("error").isNull()).select("image_id", "uri", "bytes")
+    chosen = chosen.orderBy("image_id").limit(n)
+    detect = _pinned(read_table(spark, cfg, DETECTIONS), "detect", cfg).select("image_id", "objects")
+    segment = _pinned(read_table(spark, cfg, SEGMENTS), "segment", cfg).select("image_id", "mask", "mask_classes")
+    label = _pinned(read_table(spark, cfg, LABELS), "classify", cfg).select("image_id", "label", "score")
+    caption = _pinned(read_table(spark, cfg, CAPTIONS), "caption", cfg).select("image_id", "caption")
+    rows = chosen
+    for extra in (detect, segment, label, caption):
+        rows = rows.join(extra, "image_id", "left")
+    rows = rows.orderBy("image_id").collect()
+    labels = sorted({o["label"] for r in rows for o in (r.objects or [])})
+    classes = sorted({c for r in rows for c in (r.mask_classes or [])} - {"background"})
+    key = page.colours([*labels, *classes])
+    cards = []
+    for r in rows:
+        rgb = _rgb(r.bytes, cfg)
+        if rgb is None:
+            continue
+        objects = [o.asDict() for o in (r.objects or [])]
+        pictures = [page.figure(with_boxes(rgb, objects, SIDE, key), f"detections on {r.uri}")]
+        if r.mask is not None:
+            overlay = with_mask(rgb, r.mask, list(r.mask_classes), SIDE, key)
+            pictures.append(page.figure(overlay, f"segments of {r.uri}"))
+        said = [f"<b>{html.escape(r.label)}</b> {r.score:.2f}" if r.label else "", html.escape(r.caption or "")]
+        cards.append(f'<div class="card">{"".join(pictures)}<p>{"<br>".join(s for s in said if s)}</p>'
+                     f'<p class="uri">{html.escape(r.uri)}</p></div>')  # fmt: skip
+    keys = []  # the alt text names the rows of a legend, in order: for a reader that sees no picture, and for checks
+    for names, what, caption in ((labels, "box", "boxes"), (classes, "mask", "segments")):
+        if names:
+            swatches = page.figure(legend(names, key), f"{what} colours: {', '.join(names)}")
+            keys.append(f"<figure>{swatches}<figcaption>{caption}</figcaption></figure>")
+    page.sections.append(f'<h2>Sample images</h2><div class="row">{"".join(keys)}</div>'
+                         f'<div class="grid">{"".join(cards) or "<p>No images yet.</p>"}</div>')  # fmt: skip
+    return [r.image_id for r in rows]
+
+
+def groups_section(spark: SparkSession, cfg: Config, page: Page, n: int, per_group: int = 6) -> None:
+    """The ``n`` largest near-duplicate groups, their members side by side."""
+    pid = near_dup_params(cfg).params_id
+    groups = read_table(spark, cfg, DUP_GROUPS).where((F.col("params_id") == pid) & (F.col("group_size") > 1))
+    biggest = groups.select("group_id", "group_size").distinct().orderBy(F.desc("group_size"), "group_id").limit(n)
+    members = groups.join(biggest.select("group_id"), "group_id").join(
+        read_table(spark, cfg, IMAGES).select("image_id", "uri", "bytes"), "image_id"
+    )
+    rows = members.orderBy(F.desc("group_size"), "group_id", "image_id").collect()
+    blocks, by_group = [], {}
+    for r in rows:  # in Spark's order: largest group first
+        by_group.setdefault((r.group_size, r.group_id), []).append(r)
+    for (size, group_id), found in by_group.items():
+        pictures = [_thumb(page, cfg, r, html.escape(file_name(r.uri))) for r in found[:per_group]]
+        blocks.append(f'<div class="row"><p>group {html.escape(group_id[:12])}: {size} images</p>'
+                      f'{"".join(pictures)}</div>')  # fmt: skip
+    page.sections.append(f"<h2>Near-duplicate groups</h2>{''.join(blocks) or '<p>No near-duplicates found.</p>'}")
+
+
+def similar_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Sequence[str], n: int, k: int = 5):
+    """For ``n`` of ``image_ids`` that have a top-k list: the image, then its ``k`` most similar images."""
+    if "embed" not in cfg.annotate.tasks:
+        return
+    pid = similar_params(cfg, configured_manifest(cfg, "embed")).params_id
+    lists = read_table(spark, cfg, SIMILAR).where(
+        (F.col("params_id") == pid) & F.col("image_id").isin(list(image_ids)) & (F.col("rank") <= k)
+    )
+    firsts = sorted({r.image_id for r in lists.select("image_id").distinct().collect()})[:n]
+    lists = lists.where(F.col("image_id").isin(firsts)).collect()
+    wanted = set(firsts) | {r.neighbor_id for r in lists}
+    images = read_table(spark, cfg, IMAGES).where(F.col("image_id").isin(sorted(wanted)))
+    found = {r.image_id: r for r in images.select("image_id", "uri", "bytes").collect()}
+    blocks = []
+    for image_id in firsts:
+        shown = [(found[image_id], "query")] + [
+            (found[r.neighbor_id], f"#{r.rank} cosine {r.cosine:.3f}")
+            for r in sorted((r for r in lists if r.image_id == image_id), key=lambda r: r.rank)
+        ]
+        pictures = [_thumb(page, cfg, r, f"{html.escape(file_name(r.uri))}<br>{text}") for r, text in shown]
+        blocks.append(f'<div class="row">{"".join(pictures)}</div>')
+    page.sections.append(f"<h2>Most similar images</h2>{''.join(blocks) or '<p>No top-k lists yet.</p>'}")
+
+
+def map_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> None:
+    """A 2-D PCA map of up to ``n`` embeddings, coloured by the classifier's label."""
+    if "embed" not in cfg.annotate.tasks:
+        return
+    vectors = _pinned(read_table(spark, cfg, EMBEDDINGS), "embed", cfg).where(F.col("vector").isNotNull())
+    label = _pinned(read_table(spark, cfg, LABELS), "classify", cfg).select("image_id", "label")
+    rows = vectors.select("image_id", "vector").join(label, "image_id", "left").orderBy("image_id").limit(n).collect()
+    if len(rows) < 3:
+        page.sections.append("<h2>Embedding map</h2><p>Too few embeddings for a map.</p>")
+        return
+    labels = [r.label or NO_LABEL for r in rows]
+    points = pca_2d(np.array([r.vector for r in rows], np.float32))
+    names = sorted(set(labels))
+    shown = scatter(points, labels, page.colours(names))
+    picture = page.figure(shown, f"embeddings, first two principal components, colours: {', '.join(names)}")
+    page.sections.append(f"<h2>Embedding map</h2><p>{len(rows)} embeddings, first two principal components "
+                         f"(PCA), coloured by label.</p>{picture}")  # fmt: skip
+
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+td:first-child, th:first-child, td:last-child, th:last-child { text-align: left; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; } .card { width: 530px; }
+.card img { margin-right: 6px; } .uri { color: #777; font-size: 11px; word-break: break-all; }
+.row { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; margin-bottom: 12px; }
+.row > p { width: 100%; margin: 4px 0; } figure { margin: 0; } figcaption { font-size: 11px; color: #555; }
+#broken { color: #b00; }
+"""
+
+# After load, the page counts its figures that loaded, for a person (a warning) and for checks (data-images).
+CHECK = """
+window.addEventListener("load", () => {
+  const all = Array.from(document.images), ok = all.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.images = ok + "/" + all.length;
+  if (ok < all.length) document.getElementById("broken").hidden = false;
+});
+"""
+
+
+def page_html(cfg: Config, sections: Sequence[str]) -> str:
+    """The report page around its ``sections`` (HTML): titled by the lake root's folder, which it gives in full."""
+    name = html.escape(lake_name(cfg))
+    body = "\n".join(f"<section>{s}</section>" for s in sections)
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>lakelens report: {name}</title>'
+        f'<style>{STYLE}</style></head>\n<body data-images="loading"><h1>lakelens report: {name}</h1>'
+        f"<p>Lake <code>{html.escape(lake_uri(cfg))}</code>, database <code>{html.escape(cfg.lake.database)}</code>."
+        f'</p><p id="broken" hidden>Some figures did not load.</p>\n{body}\n<script>{CHECK}</script></body></html>\n'
+    )
+
+
+def write_report(spark: SparkSession, cfg: Config, out: Path, samples: int = 8, groups: int = 6, similar: int = 4,
+                 map_points: int = 3000) -> Path:  # fmt: skip
+    """Write ``out/index.html`` and its figures (replacing an earlier report there); returns the page's path."""
+    if (out / "figures").exists():
+        shutil.rmtree(out / "figures")
+    (out / "figures").mkdir(parents=True)
+    page = Page(out, colour_key(cfg))
+    page.sections.append(f"<h2>Latest run</h2>{run_section(spark, cfg)}")
+    shown = sample_section(spark, cfg, page, samples)
+    groups_section(spark, cfg, page, groups)
+    similar_section(spark, cfg, page, shown, similar)
+    map_section(spark, cfg, page, map_points)
+    (out / "index.html").write_text(page_html(cfg, page.sections))
+    log.info("report: %d figures in %s", page.figures, out)
+    return out / "index.html"
