@@ -1,9 +1,10 @@
 """The lake's model registry: ``python -m jobs.models install [NAME ...] | list``.
 
-``install`` copies the models that ship with lakelens (``models/default/``: classifier, detector, segmenter,
-captioner, embedder) into the lake's registry, each only where the registry has no model of that name, so it never
-replaces a user's own; with no NAME it installs them all. ``list`` prints each model of the registry with its
-versions, one line each.
+``install`` puts the models that come with lakelens into the lake's registry: the small scene models of
+``models/default/`` (classifier, detector, segmenter, captioner, embedder) and the ImageNet-pretrained photo models
+(``mobilenet-v2-imagenet``, ``efficientnet-lite0-imagenet``: classify with 1000 classes, embed with pooled
+features), each only where the registry has no model of that name, so it never replaces a user's own; with no NAME
+it installs them all. ``list`` prints each model of the registry with its versions, one line each.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.errors import InputError
 from lakelens.lake import registry_root
-from models.registry import BUNDLED, install_bundled, model_names, read_manifest, versions
+from models.pretrained import install_models, installable
+from models.registry import model_names, read_manifest, versions
 
 
 def transform_listing(registry: str) -> list[str]:
@@ -37,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"install: the bundled models to install (default: all: {', '.join(model_names(BUNDLED))})",
+        help=f"install: the models to install (default: all: {', '.join(installable())})",
     )
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
@@ -45,16 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         print("\n".join(transform_listing(str(registry))) or f"no models in the registry at {registry}")
         return 0
-    unknown = sorted(set(args.names) - set(model_names(BUNDLED)))
+    unknown = sorted(set(args.names) - set(installable()))
     if unknown:
-        raise InputError(
-            f"no bundled model named {', '.join(unknown)}: the bundled ones are {', '.join(model_names(BUNDLED))}"
-        )
+        raise InputError(f"no model named {', '.join(unknown)} comes with lakelens: it has {', '.join(installable())}")
     before = set(model_names(registry))
-    copied = install_bundled(registry, names=args.names or None)
+    copied = install_models(registry, names=args.names or None)
     for entry in copied:
         print(f"installed {entry.name} {entry.version} ({entry.architecture}) into {registry}")
-    for name in sorted(set(args.names or model_names(BUNDLED)) & before):
+    for name in sorted(set(args.names or installable()) & before):
         print(f"kept {name}: the registry at {registry} already has a model of that name")
     return 0
 

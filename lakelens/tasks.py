@@ -45,11 +45,14 @@ class Task:
     options: Mapping[str, Option] = field(default_factory=dict)
 
 
+# Pretrained ImageNet architectures (models/pretrained.py): they name 1000 classes and give pooled unit vectors.
+BACKBONES = ("mobilenet_v2", "efficientnet_lite0")
+
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task(
-            "classify", LABELS, "udfs.classify:ClassifyPredictor", ("classifier",), "classifier",
+            "classify", LABELS, "udfs.classify:ClassifyPredictor", ("classifier", *BACKBONES), "classifier",
             "the best label and score of each image, and its top labels",
             {
                 "top_k": Option(5, positive, "labels kept per image"),
@@ -71,7 +74,7 @@ TASKS: dict[str, Task] = {
             {"beam_size": Option(3, positive, "beam width; 1 is greedy")},
         ),
         Task(
-            "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder",), "embedder",
+            "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder", *BACKBONES), "embedder",
             "a unit vector for similar-image search",
         ),
     )

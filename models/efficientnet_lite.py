@@ -124,11 +124,13 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(FEATURE_CHANNELS, num_classes)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images [N, 3, H, W] -> {"logits": [N, K], "scores": softmax [N, K], "features": pooled [N, 1280]}."""
+        """images [N, 3, H, W] -> {"logits": [N, K], "scores": softmax [N, K], "features": pooled [N, 1280],
+        "vectors": the features at unit length [N, 1280] (for similar-image search)}."""
         x = F.relu6(self._bn0(self._conv_stem(images)))
         for block in self._blocks:
             x = block(x)
         # mean over H, W rather than pooling then view(): it works on channels-last maps as they are
         features = F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
         logits = self._fc(self._dropout(features))
-        return {"logits": logits, "scores": torch.softmax(logits, dim=1), "features": features}
+        vectors = nn.functional.normalize(features, dim=1)
+        return {"logits": logits, "scores": torch.softmax(logits, dim=1), "features": features, "vectors": vectors}

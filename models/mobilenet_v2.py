@@ -91,8 +91,10 @@ class MobileNetV2(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_CHANNELS, num_classes))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images [N, 3, H, W] -> {"logits": [N, K], "scores": softmax [N, K], "features": pooled [N, 1280]}."""
+        """images [N, 3, H, W] -> {"logits": [N, K], "scores": softmax [N, K], "features": pooled [N, 1280],
+        "vectors": the features at unit length [N, 1280] (for similar-image search)}."""
         # mean over H, W rather than pooling then view(): it works on channels-last maps as they are
         features = self.features(images).mean(dim=(2, 3))
         logits = self.classifier(features)
-        return {"logits": logits, "scores": torch.softmax(logits, dim=1), "features": features}
+        vectors = nn.functional.normalize(features, dim=1)
+        return {"logits": logits, "scores": torch.softmax(logits, dim=1), "features": features, "vectors": vectors}

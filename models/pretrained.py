@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -27,6 +28,7 @@ from lakelens.errors import InputError
 from models.data import Preprocessing
 from models.efficientnet_lite import EfficientNetLite0
 from models.mobilenet_v2 import MobileNetV2
+from models.registry import BUNDLED, Manifest, install_bundled, model_names, save_model, versions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -175,3 +177,43 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# Registry models made from the pretrained weights (jobs.models install NAME): name -> architecture. Each serves
+# classify (its 1000 ImageNet classes) and embed (its pooled features at unit length).
+REGISTRY_MODELS = {"mobilenet-v2-imagenet": "mobilenet_v2", "efficientnet-lite0-imagenet": "efficientnet_lite0"}
+
+
+def install_pretrained(root: str | Path, names: Sequence[str] | None = None) -> list[Manifest]:
+    """Register each of :data:`REGISTRY_MODELS` (or those in ``names``) in the registry at ``root``, unless it has
+    a model of that name; the weights are stored as safetensors (the registry's format, never a pickle), with a
+    manifest that names their classes, input and source. Returns the entries made.
+
+    Raises:
+        PretrainedWeightsError: a package with the weights is not installed.
+    """
+    made = []
+    for name, architecture in REGISTRY_MODELS.items():
+        if (names is not None and name not in names) or versions(root, name):
+            continue
+        spec = _spec(architecture)
+        manifest = Manifest.new(
+            name, architecture, {"num_classes": NUM_CLASSES},
+            preprocessing=preprocessing(architecture).to_manifest(), classes=list(imagenet_classes()),
+            training={"pretrained": f"{spec.distribution}=={spec.version}", "file": spec.resource,
+                      "file_sha256": spec.sha256, "data": "ImageNet-1k"},
+            command=f"python -m jobs.models install {name}",
+        )  # fmt: skip
+        made.append(save_model(load_pretrained(architecture), manifest, root))
+    return made
+
+
+def installable() -> list[str]:
+    """Every model ``jobs.models install`` can put into a registry: the bundled scene models and the pretrained."""
+    return sorted([*model_names(BUNDLED), *REGISTRY_MODELS])
+
+
+def install_models(root: str | Path, names: Sequence[str] | None = None) -> list[Manifest]:
+    """Install the bundled models and the pretrained ones (all, or those in ``names``) into the registry at
+    ``root``, each only where it has no model of that name; returns the entries made."""
+    return install_bundled(root, names=names) + install_pretrained(root, names)

@@ -40,6 +40,8 @@ ARCHITECTURES: dict[str, str] = {
     "detector": "models.detector:Detector",
     "segmenter": "models.segmenter:Segmenter",
     "captioner": "models.captioner:Captioner",
+    "mobilenet_v2": "models.mobilenet_v2:MobileNetV2",
+    "efficientnet_lite0": "models.efficientnet_lite:EfficientNetLite0",
 }
 # Per architecture: the manifest's list of output names and the argument that sizes the model's head for them.
 OUTPUT_NAMES: dict[str, tuple[str, str]] = {
@@ -47,9 +49,13 @@ OUTPUT_NAMES: dict[str, tuple[str, str]] = {
     "detector": ("classes", "num_classes"),
     "segmenter": ("classes", "num_classes"),
     "captioner": ("vocabulary", "vocab_size"),
+    "mobilenet_v2": ("classes", "num_classes"),
+    "efficientnet_lite0": ("classes", "num_classes"),
 }
 # Architectures whose forward takes the image batch alone, so that registration can run them once on a blank one.
-IMAGES_ONLY = ("classifier", "detector", "segmenter", "embedder")
+IMAGES_ONLY = ("classifier", "detector", "segmenter", "embedder", "mobilenet_v2", "efficientnet_lite0")
+# The length of the "vectors" an architecture outputs where no arch_args.dim says it (pooled backbone features).
+FEATURE_DIMS = {"mobilenet_v2": 1280, "efficientnet_lite0": 1280}
 # Small default models made by this project (models/default/make.sh), installed into a lake's registry by the demo.
 BUNDLED = Path(__file__).resolve().parent / "default"
 WEIGHTS = "weights.safetensors"
@@ -107,7 +113,8 @@ def build_model(manifest: Manifest) -> nn.Module:
     if target is None:
         raise RegistryError(
             f"model {manifest.name}: unknown architecture {manifest.architecture!r}; "
-            f"known: {', '.join(sorted(ARCHITECTURES))}"
+            f"known: {', '.join(sorted(set(ARCHITECTURES) - set(FEATURE_DIMS)))}, and the pretrained backbones "
+            f"{', '.join(sorted(FEATURE_DIMS))}"
         )
     module, cls = target.split(":")
     try:
@@ -293,6 +300,15 @@ def install_bundled(
             shutil.rmtree(tmp, ignore_errors=True)
         copied.append(manifest)
     return copied
+
+
+def vector_dim(manifest: Manifest) -> int:
+    """The length of the unit vectors the model of ``manifest`` outputs (``arch_args.dim``, or its backbone's)."""
+    if "dim" in manifest.arch_args:
+        return int(manifest.arch_args["dim"])
+    if manifest.architecture in FEATURE_DIMS:
+        return FEATURE_DIMS[manifest.architecture]
+    raise RegistryError(f"model {manifest.name} ({manifest.architecture}) outputs no vectors")
 
 
 def versions(root: str | Path, name: str) -> list[int]:

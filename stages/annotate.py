@@ -28,7 +28,8 @@ from lakelens.row_errors import MODEL_ERROR_PATTERN
 from lakelens.schemas import IMAGES, TableSpec
 from lakelens.spark import session_conf
 from lakelens.tasks import TASKS
-from models.registry import BUNDLED, Manifest, RegistryError, check_manifest, model_names, read_entry, read_manifest
+from models.pretrained import installable
+from models.registry import Manifest, RegistryError, check_manifest, read_entry, read_manifest
 from udfs.factory import ModelUdfSpec, make_tasks_udf, tasks_udf_schema, udf_schema
 
 log = logging.getLogger("lakelens.annotate")
@@ -158,7 +159,7 @@ def configured_entry(cfg: Config, task: str) -> tuple[Manifest, bytes]:
         lake = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
         remedy = (
             f"install the bundled defaults (python -m jobs.models install {name}{lake})"
-            if name in model_names(BUNDLED) and not version
+            if name in installable() and not version
             else f"train one (python -m jobs.train --name {name} ...) or register one (jobs.train --register)"
         )
         raise RegistryError(

@@ -66,7 +66,7 @@ from lakelens.schemas import (
     TableSpec,
 )
 from lakelens.spark import local_frame
-from models.registry import Manifest
+from models.registry import Manifest, vector_dim
 from stages.annotate import configured_manifest, transform_pending_images
 from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash_udf, make_simhash_udf
 
@@ -422,7 +422,7 @@ def _group_counts(spark: SparkSession, cfg: Config, params_id: str) -> tuple[int
 def similar_params(cfg: Config, embedder: Manifest) -> ExactParams | SimHashParams:
     """The parameters of ``embedder``'s top-k lists under ``index.similar``."""
     sim = cfg.index.similar
-    model, dim = f"{embedder.name}:{embedder.version}", int(embedder.arch_args["dim"])
+    model, dim = f"{embedder.name}:{embedder.version}", vector_dim(embedder)
     if sim.method == "exact":
         return ExactParams(model=model, dim=dim)
     return SimHashParams(model=model, dim=dim, bands=sim.bands, rows=sim.rows, seed=sim.seed)

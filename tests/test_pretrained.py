@@ -105,8 +105,10 @@ def test_synthetic_images_give_finite_deterministic_outputs(models: dict[str, nn
         "logits": (3, 1000),
         "scores": (3, 1000),
         "features": (3, 1280),
+        "vectors": (3, 1280),
     }
     assert all(torch.isfinite(v).all() for v in out.values())
+    assert torch.allclose(out["vectors"], out["features"] / out["features"].norm(dim=1, keepdim=True))
     assert torch.allclose(out["scores"].sum(dim=1), torch.ones(3))
     assert torch.equal(out["features"], again["features"])  # eval mode: no dropout, batch norm from running stats
     assert torch.allclose(out["features"][1:2], alone["features"], atol=1e-4)
@@ -119,7 +121,8 @@ def test_untrained_modules_take_any_size_and_size_their_head(module: type[nn.Mod
     model = module(num_classes=7).eval()
     with torch.inference_mode():
         out = model(torch.randn(2, 3, height, width))
-    assert {k: tuple(v.shape) for k, v in out.items()} == {"logits": (2, 7), "scores": (2, 7), "features": (2, 1280)}
+    shapes = {"logits": (2, 7), "scores": (2, 7), "features": (2, 1280), "vectors": (2, 1280)}
+    assert {k: tuple(v.shape) for k, v in out.items()} == shapes
     with pytest.raises(ValueError, match="num_classes"):
         module(num_classes=0)
 

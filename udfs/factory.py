@@ -59,9 +59,10 @@ class ModelUdfSpec:
             raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
         wanted = TASKS[self.task].architectures
         if self.manifest.architecture not in wanted:
+            others = f" (it also runs {', '.join(wanted[1:])})" if len(wanted) > 1 else ""
             raise ValueError(
-                f"task {self.task} runs {' or '.join(wanted)} models, but model {self.manifest.name} "
-                f"{self.manifest.version} is a {self.manifest.architecture}"
+                f"task {self.task} runs {wanted[0]} models, but model {self.manifest.name} {self.manifest.version} "
+                f"is a {self.manifest.architecture}{others}"
             )
 
 
