@@ -46,13 +46,14 @@ class Task:
 
 
 # Pretrained ImageNet architectures (models/pretrained.py): they name 1000 classes and give pooled unit vectors.
+# "onnx": a graph a user registered (models/onnx_model.py), whose manifest maps its outputs to scores or vectors.
 BACKBONES = ("mobilenet_v2", "efficientnet_lite0")
 
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task(
-            "classify", LABELS, "udfs.classify:ClassifyPredictor", ("classifier", *BACKBONES), "classifier",
+            "classify", LABELS, "udfs.classify:ClassifyPredictor", ("classifier", *BACKBONES, "onnx"), "classifier",
             "the best label and score of each image, and its top labels",
             {
                 "top_k": Option(5, positive, "labels kept per image"),
@@ -74,7 +75,7 @@ TASKS: dict[str, Task] = {
             {"beam_size": Option(3, positive, "beam width; 1 is greedy")},
         ),
         Task(
-            "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder", *BACKBONES), "embedder",
+            "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder", *BACKBONES, "onnx"), "embedder",
             "a unit vector for similar-image search",
         ),
     )

@@ -19,7 +19,7 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,8 @@ FEATURE_DIMS = {"mobilenet_v2": 1280, "efficientnet_lite0": 1280}
 # Small default models made by this project (models/default/make.sh), installed into a lake's registry by the demo.
 BUNDLED = Path(__file__).resolve().parent / "default"
 WEIGHTS = "weights.safetensors"
+ONNX = "onnx"  # the architecture of a model registered as an ONNX graph, run by onnxruntime
+ONNX_FILE = "model.onnx"
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 _VERSION = re.compile(r"^v(\d+)$")
@@ -128,6 +130,13 @@ def save_model(model: nn.Module, manifest: Manifest, root: str | Path) -> Manife
 
     The entry appears whole or not at all: it is written to a temporary folder, then renamed into place.
     """
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save_entry(manifest, lambda path: save_file(state, str(path)), root)
+
+
+def save_entry(manifest: Manifest, write: Callable[[Path], None], root: str | Path) -> Manifest:
+    """Write the next version of ``manifest.name``: ``write(path)`` writes its weights file (safetensors, or the
+    ONNX graph of an ``onnx`` entry), then the manifest with the file's SHA-256; returns the entry."""
     base = Path(root) / manifest.name
     base.mkdir(parents=True, exist_ok=True)
     version = manifest.version or f"v{max(_versions(base), default=0) + 1}"
@@ -137,13 +146,12 @@ def save_model(model: nn.Module, manifest: Manifest, root: str | Path) -> Manife
     tmp = base / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
+        write(tmp / weights_file(manifest))
         entry = dataclasses.replace(
             manifest,
             version=version,
             created=manifest.created or datetime.now(UTC).isoformat(timespec="seconds"),
-            weights_sha256=_sha256(tmp / WEIGHTS),
+            weights_sha256=_sha256(tmp / weights_file(manifest)),
         )
         (tmp / MANIFEST).write_text(entry.to_json())
         tmp.rename(target)
@@ -174,7 +182,7 @@ def read_entry(root: str | Path, name: str, version: str | None = None) -> tuple
     manifest, folder = _manifest_and_folder(root, name, version)
     version = folder.name
     try:
-        weights = (folder / WEIGHTS).read_bytes()
+        weights = (folder / weights_file(manifest)).read_bytes()
     except OSError as exc:
         raise RegistryError(f"weights of {name} {version} cannot be read: {exc}") from exc
     if manifest.weights_sha256 and hashlib.sha256(weights).hexdigest() != manifest.weights_sha256:
@@ -195,15 +203,28 @@ def _manifest_and_folder(root: str | Path, name: str, version: str | None) -> tu
     return Manifest.from_json((folder / MANIFEST).read_text(), str(folder / MANIFEST)), folder
 
 
+def weights_file(manifest: Manifest) -> str:
+    """The name of an entry's weights file: safetensors, or the graph of a model registered as ONNX."""
+    return ONNX_FILE if manifest.architecture == ONNX else WEIGHTS
+
+
 def model_from_bytes(manifest: Manifest, weights: bytes, source: str = "") -> nn.Module:
-    """The model of ``manifest`` holding ``weights`` (a safetensors file's bytes; ``source`` names them in errors,
-    by default the manifest's name and version), in eval mode on the CPU."""
+    """The model of ``manifest`` holding ``weights`` (a safetensors file's bytes, or an ONNX graph's; ``source``
+    names them in errors, by default the manifest's name and version), in eval mode on the CPU."""
     source = source or f"{manifest.name} {manifest.version}"
+    if manifest.architecture == ONNX:
+        # Imported here: onnxruntime is only needed where a registered ONNX model runs.
+        from models.onnx_model import OnnxModel, OnnxModelError
+
+        try:
+            return OnnxModel(weights, **manifest.arch_args).eval()
+        except (OnnxModelError, TypeError) as exc:
+            raise RegistryError(f"ONNX model {source}: {exc}") from exc
     try:
         state = load(weights)
     except (SafetensorError, OSError) as exc:
         raise RegistryError(f"weights file {source} is not a readable safetensors file: {exc}") from exc
-    return _with_state(manifest, state, source)
+    return model_from_state(manifest, state, source)
 
 
 def register_weights(root: str | Path, weights: str | Path, manifest_file: str | Path) -> Manifest:
@@ -239,7 +260,7 @@ def check_manifest(manifest: Manifest) -> None:
             "pixels), channels (1 or 3), and a mean and a std (> 0) per channel"
         ) from exc
     in_channels = manifest.arch_args.get("in_channels", 3)
-    if prep.channels != in_channels:
+    if manifest.architecture != ONNX and prep.channels != in_channels:  # an ONNX graph's input says it itself
         raise RegistryError(
             f"{where}: preprocessing gives {prep.channels} channels but the {manifest.architecture} takes "
             f"{in_channels} (arch_args.in_channels)"
@@ -322,7 +343,9 @@ def model_names(root: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if _versions(p)) if root.is_dir() else []
 
 
-def _with_state(manifest: Manifest, state: dict[str, torch.Tensor], weights: str) -> nn.Module:
+def model_from_state(manifest: Manifest, state: dict[str, torch.Tensor], weights: str) -> nn.Module:
+    """The model of ``manifest`` holding ``state``, whose parameter names and shapes must be the architecture's
+    exactly (``weights`` names them in errors), in eval mode on the CPU."""
     model = build_model(manifest)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
