@@ -81,9 +81,7 @@ def _task_models(value: Any, name: str) -> Mapping[str, str]:
 def _task_options(value: Any, name: str) -> Mapping[str, Mapping[str, Any]]:
     """annotate.options: every task's settings (``{task: {option: value}}``, or ``task.option`` keys from --set),
     each checked against the task's declaration, its default where none is given."""
-    given: dict[str, dict[str, Any]] = {}
-    for task, settings in _task_mapping(value, name, nested=True).items():
-        given.setdefault(task, {}).update(settings)
+    given = _task_mapping(value, name, nested=True)
     options = {}
     for task, declared in TASKS.items():
         chosen = given.get(task, {})

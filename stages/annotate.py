@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import reduce
+from pathlib import Path
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -152,9 +154,23 @@ def configured_manifest(cfg: Config, task: str) -> Manifest:
 def configured_entry(cfg: Config, task: str) -> tuple[Manifest, bytes]:
     """The manifest and weights of the model ``annotate.models`` names for ``task``, checked: a model that is
     missing, or whose manifest it cannot work with, is refused with what to do about it."""
+    manifest, weights = _read_configured(cfg, task, read_entry)
+    check_manifest(manifest)
+    return manifest, weights
+
+
+def checked_manifest(cfg: Config, task: str) -> Manifest:
+    """The manifest of ``task``'s configured model, refused as :func:`configured_entry` refuses it, without reading
+    its weights (what a job checks before it starts its work)."""
+    manifest = _read_configured(cfg, task, read_manifest)
+    check_manifest(manifest)
+    return manifest
+
+
+def _read_configured(cfg: Config, task: str, read: Callable[[Path, str, str | None], Any]) -> Any:
     name, _, version = cfg.annotate.models[task].partition(":")
     try:
-        manifest, weights = read_entry(registry_root(cfg), name, version or None)
+        return read(registry_root(cfg), name, version or None)
     except RegistryError as exc:
         lake = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
         remedy = (
@@ -166,8 +182,6 @@ def configured_entry(cfg: Config, task: str) -> tuple[Manifest, bytes]:
             f"{task}: {exc}. To fix: {remedy}; or name another with --set annotate.models.{task}=NAME "
             f"(python -m jobs.models list{lake} shows them)"
         ) from exc
-    check_manifest(manifest)
-    return manifest, weights
 
 
 def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:

@@ -31,7 +31,7 @@ from lakelens.schemas import RUNS
 from lakelens.sources import Source, open_source
 from lakelens.spark import local_frame
 from lakelens.views import ViewSources, create_views
-from stages.annotate import annotate, configured_entry, configured_manifest
+from stages.annotate import annotate, checked_manifest, configured_manifest
 from stages.index import index_near_duplicates, index_similar, near_dup_params, similar_params
 from stages.ingest import ingest
 
@@ -220,7 +220,7 @@ def nightly(
     """
     source = open_source(source) if isinstance(source, str) else source
     for task in cfg.annotate.tasks:  # a missing or unusable model stops the run before ingest, not after it
-        configured_entry(cfg, task)
+        checked_manifest(cfg, task)
     config_hash, source_uri = cfg.digest(), normalise_uri(source.uri)
     resume = transform_resume(read_table(spark, cfg, RUNS), source_uri, config_hash)
     run_id = resume.run_id if resume else new_run_id(_now())
