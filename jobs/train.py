@@ -33,7 +33,8 @@ from models.captioner_training import evaluate_captioner, pretrain_decoder, trai
 from models.data import Preprocessing, petastorm_url
 from models.detector_training import evaluate_detector, train_detector
 from models.embedder_training import evaluate_embedder, train_embedder
-from models.registry import Manifest, build_model, register_weights, save_model
+from models.model_files import register_model
+from models.registry import Manifest, build_model, save_model
 from models.segmenter_training import evaluate_segmenter, train_segmenter
 from models.train_loop import TrainSettings, evaluate_classifier, pick_device, train_classifier
 from models.vocabulary import Vocabulary, tokenize
@@ -219,7 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "any caption of a held-out or evaluation row is left out",
     )
     parser.add_argument("--pretrain-epochs", type=int, default=3, help="epochs over --pretrain-captions (default 3)")
-    parser.add_argument("--register", metavar="WEIGHTS", help="register a safetensors file trained elsewhere")
+    parser.add_argument(
+        "--register",
+        metavar="FILE",
+        help="register a model trained elsewhere: .safetensors, a .pth state dict or .onnx (as jobs.models register)",
+    )
     parser.add_argument("--manifest", help="the manifest (JSON) that goes with --register")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
@@ -227,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.register:
         if not args.manifest:
             parser.error("--register needs --manifest")
-        entry = register_weights(registry, args.register, args.manifest)
+        entry = register_model(registry, args.register, args.manifest)
         print(json.dumps({"registered": entry.name, "version": entry.version, "registry": str(registry)}))
         return 0
     if not args.data:
