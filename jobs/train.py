@@ -7,176 +7,23 @@ registry. ``--register WEIGHTS --manifest FILE`` registers weights trained elsew
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
-import logging
 import shlex
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import partial
-from pathlib import Path
-
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType
-from torch import nn
+from collections.abc import Sequence
 
 from lakelens.cli import config_from_args, job_parser, run_job
-from lakelens.coco import caption_texts
-from lakelens.config import Config
-from lakelens.lake import lake_uri, read_table, registry_root
-from lakelens.schemas import IMAGES
-from lakelens.spark import job_session
-from models.captioner_training import evaluate_captioner, pretrain_decoder, train_captioner
+from lakelens.lake import registry_root
+from models.backbones import STRIDE as BACKBONE_STRIDE
+from models.backbones import find_backbone
+from models.captioner_training import pretrain_decoder
 from models.data import Preprocessing, petastorm_url
-from models.detector_training import evaluate_detector, train_detector
-from models.embedder_training import evaluate_embedder, train_embedder
 from models.model_files import register_model
-from models.registry import Manifest, build_model, save_model
-from models.segmenter_training import evaluate_segmenter, train_segmenter
-from models.train_loop import TrainSettings, evaluate_classifier, pick_device, train_classifier
-from models.vocabulary import Vocabulary, tokenize
-from stages.training_rows import (
-    box_targets,
-    class_names,
-    label_targets,
-    load_snapshot,
-    mask_classes,
-    small_groups,
-    transform_one_caption_per_row,
-    transform_training_rows,
-    transform_with_bytes,
-)
-
-log = logging.getLogger("lakelens.train")
-KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner")
-# Input side in pixels unless --size says otherwise: the detector needs more for objects of a few pixels.
-DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64}
-# The column holding each kind's targets, unless --label-column says otherwise.
-# Embedder labels shared by this many rows or fewer on average are written side by side in the snapshot (groups
-# of near-duplicates or same content; classes are far larger and would fill whole batches).
-GROUPED_MEAN_ROWS = 16
-DEFAULT_TARGET_COLUMN = {
-    "classifier": "label",
-    "embedder": "label",
-    "detector": "labels",
-    "segmenter": "mask",
-    "captioner": "caption",
-}
-
-
-def training_targets(
-    kind: str, table: DataFrame, column: str, given_classes: str | None
-) -> tuple[dict[str, Column], list[str], bool]:
-    """The target columns of ``kind`` from ``table``, the class names in id order, and whether multi-label."""
-    if kind == "embedder":
-        if isinstance(table.schema[column].dataType, ArrayType):
-            raise ValueError("the embedder learns from one label per image (equal labels are positives), not lists")
-        return label_targets(column), given_classes.split(",") if given_classes else [], False
-    if kind == "classifier":
-        classes, multi_label = class_names(table, column, given_classes)
-        return label_targets(column, classes if multi_label else None), classes, multi_label
-    if kind == "detector":
-        classes, _ = class_names(table, column, given_classes)
-        return box_targets("boxes", column, classes), classes, False
-    if kind == "segmenter":
-        classes = given_classes.split(",") if given_classes else mask_classes(table)
-        return {"mask": F.col(column)}, classes, False
-    return {"caption": F.col("caption")}, [], False
-
-
-def make_model(
-    kind: str, classes: list[str], multi_label: bool, channels: int, dim: int, vocabulary: Vocabulary | None
-) -> tuple[nn.Module, dict]:
-    """An untrained model of ``kind`` and its architecture arguments (as the manifest records them)."""
-    if kind == "classifier":
-        arch_args = {"num_classes": len(classes), "in_channels": channels, "multi_label": multi_label}
-    elif kind == "embedder":
-        arch_args = {"dim": dim, "in_channels": channels}
-    elif kind == "captioner":
-        arch_args = {"vocab_size": len(vocabulary), "in_channels": channels}
-    else:
-        arch_args = {"num_classes": len(classes), "in_channels": channels}
-    return build_model(Manifest.new(kind, kind, arch_args)), arch_args
-
-
-def trainer(kind: str, vocabulary: Vocabulary | None) -> tuple[Callable, Callable]:
-    """(train, evaluate) of ``kind``: train(model, url, prep, settings, device) -> per-epoch history;
-    evaluate(model, url, prep, device) -> metrics."""
-    if kind == "captioner":
-        return partial(train_captioner, vocabulary=vocabulary), partial(evaluate_captioner, vocabulary=vocabulary)
-    return {
-        "classifier": (train_classifier, evaluate_classifier),
-        "embedder": (train_embedder, evaluate_embedder),
-        "detector": (train_detector, evaluate_detector),
-        "segmenter": (train_segmenter, evaluate_segmenter),
-    }[kind]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the Spark part of training made: the snapshot's parts and what the model needs to know of them."""
-
-    table: str
-    column: str
-    folder: str
-    counts: dict[str, int]
-    classes: list[str]
-    multi_label: bool
-    vocabulary: Vocabulary | None
-    pretraining: list[str]
-
-
-def pretraining_captions(path: str | None, captions_by_part: dict[str, list[str]]) -> list[str]:
-    """The captions of ``path`` (COCO JSON or text) that no held-out or evaluation row has as its caption, so text
-    pretraining never reads a reference it is scored against."""
-    if not path:
-        return []
-    scored = {" ".join(tokenize(c)) for part, found in captions_by_part.items() if part != "train" for c in found}
-    texts = caption_texts(Path(path))
-    kept = [c for c in texts if " ".join(tokenize(c)) not in scored]
-    log.info("train: %d pretraining captions from %s (%d left out: captions of held-out or evaluation rows)",
-             len(kept), path, len(texts) - len(kept))  # fmt: skip
-    return kept
-
-
-def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
-    """Writes the training snapshot of ``args.data`` under ``<lake>/training/<name>/<UTC time>/``; Spark stops
-    after it (when this job started it), which frees the lake's catalog for other jobs during training."""
-    with job_session(cfg) as spark:
-        table_name = args.data if "." in args.data else f"{cfg.lake.database}.{args.data}"
-        table = transform_with_bytes(spark.table(table_name), read_table(spark, cfg, IMAGES))
-        column = args.label_column or DEFAULT_TARGET_COLUMN[args.model]
-        if args.label_expr:
-            table, column = table.withColumn("label_expr", F.expr(args.label_expr)), "label_expr"
-        if args.model == "captioner":
-            table = transform_one_caption_per_row(table, column)
-        targets, classes, multi_label = training_targets(args.model, table, column, args.classes)
-        chosen = table.where(args.where) if args.where else table
-        rows = transform_training_rows(chosen, targets, args.holdout_percent)
-        name = args.name or args.model
-        folder = f"{lake_uri(cfg)}/training/{name}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-        parts = {"train": rows.filter(~F.col("holdout")), "holdout": rows.filter(F.col("holdout"))}
-        if args.eval_where:
-            parts["eval"] = transform_training_rows(table.where(args.eval_where), targets, 0)
-        # Rows of an embedder label shared by a few rows only (near-duplicates, same content) train side by side.
-        grouped = args.model == "embedder" and small_groups(parts["train"], "label", GROUPED_MEAN_ROWS)
-        counts = load_snapshot(parts, folder, "label" if grouped else None)
-        log.info("train: %s rows for training, %s held out, %d classes%s%s, snapshot %s", counts["train"],
-                 counts["holdout"], len(classes), " (multi-label)" if multi_label else "",
-                 " (equal labels side by side)" if grouped else "", folder)  # fmt: skip
-        vocabulary, pretraining = None, []
-        if args.model == "captioner":
-            # The held-out and evaluation captions are read only to keep them out of text pretraining.
-            parts_captions = {
-                part: [r["caption"] for r in spark.read.parquet(f"{folder}/{part}").select("caption").collect()]
-                for part in (counts if args.pretrain_captions else ["train"])
-            }
-            pretraining = pretraining_captions(args.pretrain_captions, parts_captions)
-            vocabulary = Vocabulary.build([*(c for c in parts_captions["train"] if c), *pretraining])
-    return Snapshot(table_name, column, folder, counts, classes, multi_label, vocabulary, pretraining)
+from models.pretrained import backbone_start
+from models.registry import Manifest, save_model
+from models.train_loop import BACKBONE_LR_SCALE, TrainSettings, pick_device
+from stages.training import BACKBONE_SIZE, DEFAULT_SIZE, KINDS, make_model, take_snapshot, trainer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,6 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="register a model trained elsewhere: .safetensors, a .pth state dict or .onnx (as jobs.models register)",
     )
     parser.add_argument("--manifest", help="the manifest (JSON) that goes with --register")
+    parser.add_argument(
+        "--backbone",
+        metavar="MODEL",
+        help="start from the layers of a registered pretrained model (NAME or NAME:vN of architecture "
+        "mobilenet_v2 or efficientnet_lite0: mobilenet-v2-imagenet, efficientnet-lite0-imagenet, installed when "
+        "missing) instead of random ones; input then 224 px unless --size (a multiple of 32), RGB, normalised as "
+        "the backbone was trained",
+    )
+    parser.add_argument(
+        "--freeze-backbone",
+        action="store_true",
+        help="with --backbone: keep its weights as they are and train the rest (default: fine-tune them too, at "
+        f"{BACKBONE_LR_SCALE} x --lr)",
+    )
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     registry = registry_root(cfg)
@@ -237,13 +98,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.data:
         parser.error("--data is required to train")
-    args.size = args.size or DEFAULT_SIZE[args.model]
+    if args.freeze_backbone and not args.backbone:
+        parser.error("--freeze-backbone needs --backbone")
+    start = backbone_start(registry, args.backbone) if args.backbone else None
+    args.size = args.size or (BACKBONE_SIZE if start else DEFAULT_SIZE[args.model])
+    if start and (args.channels != 3 or args.size % BACKBONE_STRIDE):
+        parser.error(f"--backbone takes RGB input (--channels 3) at a multiple of {BACKBONE_STRIDE} pixels (--size)")
 
     snap = take_snapshot(cfg, args)
-    prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
+    if start:
+        prep = dataclasses.replace(start.preprocessing, size=args.size)
+    else:
+        prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = pick_device()
-    model, arch_args = make_model(args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary)
+    model, arch_args = make_model(
+        args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary, start
+    )
+    if args.freeze_backbone:
+        find_backbone(model).requires_grad_(False)
+    backbone = {"backbone": start.ref, "backbone_frozen": args.freeze_backbone} if start else {}
     train, evaluate = trainer(args.model, snap.vocabulary)
     pretrained = {}
     if snap.pretraining:
@@ -276,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lr": args.lr,
             "seed": args.seed,
             "device": str(device),
+            **backbone,
             **pretrained,
         },
         metrics=metrics,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import downsampling_stages
+from models.backbones import encoder
 from models.vocabulary import BOS, EOS, PAD
 
 # The longest caption in words that training keeps and decoding makes by default: the synthetic scenes have at most
@@ -41,6 +41,8 @@ class Captioner(nn.Module):
         embed_dim: word embedding size.
         hidden: GRU state, attention and feature size.
         dropout: on word embeddings and before the output layer.
+        backbone: a pretrained architecture (``models.backbones``: mobilenet_v2, efficientnet_lite0) whose layers
+            replace the conv stages (``widths`` is then unused).
     """
 
     def __init__(
@@ -52,11 +54,12 @@ class Captioner(nn.Module):
         embed_dim: int = 64,
         hidden: int = 128,
         dropout: float = 0.1,
+        backbone: str | None = None,
     ) -> None:
         super().__init__()
         if vocab_size <= EOS:
             raise ValueError(f"vocab_size must count the special tokens and at least one word, got {vocab_size}")
-        self.features, channels = downsampling_stages(in_channels, widths)
+        self.features, channels = encoder(in_channels, tuple(widths), backbone)
         self.pool = nn.AdaptiveAvgPool2d(grid)
         self.project = nn.Linear(channels, hidden)
         self.position = nn.Parameter(torch.zeros(grid * grid, hidden))

@@ -1,4 +1,5 @@
-"""Image classifier: a small CNN with a single-label (softmax) and a multi-label (sigmoid) head.
+"""Image classifier: a small CNN (or a pretrained backbone) with a single-label (softmax) or a multi-label
+(sigmoid) head.
 
 Shapes: images float32 [N, C, H, W] (normalised) -> logits [N, num_classes]. ``forward`` returns named outputs.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import downsampling_stages
+from models.backbones import encoder
 
 
 class Classifier(nn.Module):
@@ -20,6 +21,8 @@ class Classifier(nn.Module):
         widths: channels of each conv stage (each stage halves H and W).
         multi_label: sigmoid scores per class (several labels per image) instead of a softmax over classes.
         dropout: before the head.
+        backbone: a pretrained architecture (``models.backbones``: mobilenet_v2, efficientnet_lite0) whose layers
+            replace the conv stages (``widths`` is then unused).
     """
 
     def __init__(
@@ -29,11 +32,12 @@ class Classifier(nn.Module):
         widths: tuple[int, ...] = (32, 64, 128),
         multi_label: bool = False,
         dropout: float = 0.2,
+        backbone: str | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.features, channels = downsampling_stages(in_channels, widths)
+        self.features, channels = encoder(in_channels, tuple(widths), backbone)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
         self.multi_label = multi_label
 

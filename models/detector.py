@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from models.backbones import Backbone, rgb_only
 from models.blocks import ConvBlock, downsampling_stages
 from models.boxes import batched_nms, cxcywh_to_xyxy, decode_deltas, grid_anchors, xyxy_to_xywh
 
@@ -34,6 +35,9 @@ class Detector(nn.Module):
         anchor_sizes: sides of the square anchors at each cell, as fractions of the image side (so the same
             model fits any input resolution).
         head_width: channels of the head's hidden conv.
+        backbone: a pretrained architecture (``models.backbones``: mobilenet_v2, efficientnet_lite0) whose maps at
+            strides 8, 16 and 32, each projected to ``head_width`` channels and the coarser ones added to the
+            stride-8 one (a feature pyramid's top-down path), replace the conv stages (``widths`` is then unused).
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class Detector(nn.Module):
         widths: tuple[int, ...] = (16, 32, 64, 128),
         anchor_sizes: tuple[float, ...] = (0.1, 0.2, 0.4),
         head_width: int = 64,
+        backbone: str | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -51,9 +56,15 @@ class Detector(nn.Module):
             raise ValueError(f"need >= 2 widths and positive anchor sizes, got {widths} and {anchor_sizes}")
         self.num_classes = num_classes
         self.anchor_sizes = tuple(float(s) for s in anchor_sizes)
-        self.features, channels = downsampling_stages(in_channels, tuple(widths[:-1]))
-        self.context = ConvBlock(channels, widths[-1], downsample=True)
-        self.lateral = nn.Conv2d(widths[-1], channels, 1)
+        self.backbone: Backbone | None = None
+        if backbone is None:
+            self.features, channels = downsampling_stages(in_channels, tuple(widths[:-1]))
+            self.context = ConvBlock(channels, widths[-1], downsample=True)
+            self.lateral = nn.Conv2d(widths[-1], channels, 1)
+        else:
+            rgb_only(backbone, in_channels)
+            self.backbone, channels = Backbone(backbone), head_width
+            self.pyramid = nn.ModuleList(nn.Conv2d(c, head_width, 1) for c in self.backbone.channels[2:])
         self.head = nn.Sequential(
             nn.Conv2d(channels, head_width, 3, padding=1, bias=False),
             nn.BatchNorm2d(head_width),
@@ -76,15 +87,24 @@ class Detector(nn.Module):
 
         ``anchors`` are (cx, cy, w, h) fractions of the image (the same for every image; a broadcast view).
         """
-        fine = self.features(images)
-        coarse = self.lateral(self.context(fine))
-        fine = fine + nn.functional.interpolate(coarse, size=fine.shape[-2:], mode="nearest")
-        hidden = self.head(fine)
+        hidden = self.head(self.stride8_features(images))
         n, _, height, width = hidden.shape
         logits = self.classify(hidden).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1)
         deltas = self.regress(hidden).permute(0, 2, 3, 1).reshape(n, -1, 4)
         anchors = self.anchors(height, width, hidden.device)
         return {"logits": logits, "deltas": deltas, "anchors": anchors.expand(n, -1, -1)}
+
+    def stride8_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images [N, C, H, W] -> the stride-8 map with the coarser context added [N, C', H / 8, W / 8]."""
+        if self.backbone is None:
+            fine = self.features(images)
+            coarse = [self.lateral(self.context(fine))]
+        else:
+            levels = self.backbone(images)[2:]
+            fine, coarse = self.pyramid[0](levels[0]), [p(m) for p, m in zip(self.pyramid[1:], levels[1:], strict=True)]
+        for context in coarse:
+            fine = fine + nn.functional.interpolate(context, size=fine.shape[-2:], mode="nearest")
+        return fine
 
     def anchors(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """Anchors of a height x width anchor grid: float32 [A, 4] cxcywh, cached per grid size and device."""

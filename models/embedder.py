@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import downsampling_stages
+from models.backbones import encoder
 
 Memory = tuple[torch.Tensor, torch.Tensor]
 
@@ -44,13 +44,17 @@ class Embedder(nn.Module):
         dim: length of the embedding vectors.
         in_channels: 1 for gray images, 3 for RGB.
         widths: channels of each conv stage (each stage halves H and W).
+        backbone: a pretrained architecture (``models.backbones``: mobilenet_v2, efficientnet_lite0) whose layers
+            replace the conv stages (``widths`` is then unused).
     """
 
-    def __init__(self, dim: int = 64, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128)) -> None:
+    def __init__(
+        self, dim: int = 64, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128), backbone: str | None = None
+    ) -> None:
         super().__init__()
         if dim < 2:
             raise ValueError(f"dim must be >= 2, got {dim}")
-        self.features, channels = downsampling_stages(in_channels, tuple(widths))
+        self.features, channels = encoder(in_channels, tuple(widths), backbone)
         self.pool = GeneralisedMeanPool()
         self.project = nn.Linear(channels, dim)
         self.centre = nn.BatchNorm1d(dim)

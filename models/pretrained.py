@@ -22,13 +22,23 @@ from importlib import metadata, resources
 from pathlib import Path
 
 import torch
+from safetensors.torch import load
 from torch import nn
 
 from lakelens.errors import InputError
 from models.data import Preprocessing
 from models.efficientnet_lite import EfficientNetLite0
 from models.mobilenet_v2 import MobileNetV2
-from models.registry import BUNDLED, Manifest, install_bundled, model_names, save_model, versions
+from models.registry import (
+    BUNDLED,
+    Manifest,
+    RegistryError,
+    install_bundled,
+    model_names,
+    read_entry,
+    save_model,
+    versions,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -217,3 +227,42 @@ def install_models(root: str | Path, names: Sequence[str] | None = None) -> list
     """Install the bundled models and the pretrained ones (all, or those in ``names``) into the registry at
     ``root``, each only where it has no model of that name; returns the entries made."""
     return install_bundled(root, names=names) + install_pretrained(root, names)
+
+
+@dataclass(frozen=True)
+class BackboneStart:
+    """The weights a model's pretrained backbone starts from: a registry model of a backbone architecture.
+
+    Args:
+        ref: ``NAME vN``, as the trained model's manifest records it.
+        architecture: ``mobilenet_v2`` or ``efficientnet_lite0``.
+        state: the whole network's state dict (ImageNet head included).
+        preprocessing: what the weights were trained with (the trained model keeps it, at its own size).
+    """
+
+    ref: str
+    architecture: str
+    state: dict[str, torch.Tensor]
+    preprocessing: Preprocessing
+
+
+def backbone_start(root: str | Path, ref: str) -> BackboneStart:
+    """The registry model ``ref`` (``NAME`` for the latest version, or ``NAME:vN``) as a backbone to start from;
+    a pretrained model this project installs (:data:`REGISTRY_MODELS`) is installed first where it is missing.
+
+    Raises:
+        RegistryError: no such model, or one that is not of a backbone architecture.
+    """
+    name, _, version = ref.partition(":")
+    if name in REGISTRY_MODELS and not version and not versions(root, name):
+        install_pretrained(root, [name])
+    manifest, weights = read_entry(root, name, version or None)
+    if manifest.architecture not in PRETRAINED:
+        raise RegistryError(
+            f"model {name} {manifest.version} is a {manifest.architecture}, not a backbone: name a registry model of "
+            f"architecture {' or '.join(PRETRAINED)}, e.g. {', '.join(REGISTRY_MODELS)}"
+        )
+    return BackboneStart(
+        f"{name} {manifest.version}", manifest.architecture, load(weights),
+        Preprocessing.from_manifest(manifest.preprocessing),
+    )  # fmt: skip

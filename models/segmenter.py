@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.backbones import Backbone, rgb_only
 from models.blocks import ConvBlock, downsampling_stages
 from models.masks import mask_boundaries
 
@@ -24,18 +25,33 @@ class Segmenter(nn.Module):
         num_classes: mask classes, background (0) included.
         in_channels: 1 for gray images, 3 for RGB.
         widths: channels at each resolution, full resolution first; len(widths) - 1 halvings.
+        backbone: a pretrained architecture (``models.backbones``: mobilenet_v2, efficientnet_lite0) whose maps at
+            strides 2 to 32 replace the halving stages (only ``widths[0]``, the full-resolution stem, is used;
+            H and W then multiples of 32).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        widths: tuple[int, ...] = (16, 32, 64, 128),
+        backbone: str | None = None,
+    ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background and at least one class), got {num_classes}")
         if len(widths) < 2:
             raise ValueError(f"widths needs at least two resolutions, got {widths}")
         self.num_classes = num_classes
+        self.backbone: Backbone | None = None
+        if backbone is None:
+            self.down, _ = downsampling_stages(widths[0], tuple(widths[1:]))
+        else:
+            rgb_only(backbone, in_channels)
+            self.backbone = Backbone(backbone)
+            widths = (widths[0], *self.backbone.channels)
         self.depth = len(widths) - 1
         self.stem = ConvBlock(in_channels, widths[0])
-        self.down, _ = downsampling_stages(widths[0], tuple(widths[1:]))
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(wide, narrow, 2, stride=2) for narrow, wide in zip(widths[:-1], widths[1:], strict=True)
         )
@@ -49,8 +65,11 @@ class Segmenter(nn.Module):
         if images.shape[-2] % side or images.shape[-1] % side:
             raise ValueError(f"image sides must be multiples of {side}, got {tuple(images.shape[-2:])}")
         skips = [self.stem(images)]
-        for stage in self.down:
-            skips.append(stage(skips[-1]))
+        if self.backbone is None:
+            for stage in self.down:
+                skips.append(stage(skips[-1]))
+        else:
+            skips += self.backbone(images)
         x = skips.pop()
         for up, merge in zip(reversed(self.up), reversed(self.merge), strict=True):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))

@@ -14,10 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.backbones import find_backbone
 from models.classifier import Classifier
 from models.data import Labels, Preprocessing, table_loader
 
 log = logging.getLogger("lakelens.train")
+# Learning rate of a pretrained backbone's parameters against the rest of the model's, when it is fine-tuned.
+BACKBONE_LR_SCALE = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class Optimiser:
     """AdamW (weight decay 1e-4) with a cosine schedule over the epochs, and loss scaling for mixed precision on
     CUDA: ``step(loss)`` once per batch, ``end_epoch()`` once per epoch.
 
+    Only parameters that require gradients are trained (a frozen backbone's do not); those of a pretrained backbone
+    being fine-tuned learn at :data:`BACKBONE_LR_SCALE` x the rate, so that the first steps of a new head, still
+    random, do not wash out what ImageNet taught them.
+
     Args:
         clip_norm: largest gradient norm, or None to leave gradients as they are.
     """
@@ -52,8 +59,14 @@ class Optimiser:
         self, model: nn.Module, settings: TrainSettings, device: torch.device, clip_norm: float | None = None
     ) -> None:
         self.amp = device.type == "cuda"
-        self.parameters = list(model.parameters())
-        self.optimiser = torch.optim.AdamW(self.parameters, lr=settings.lr, weight_decay=1e-4)
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        backbone = find_backbone(model)
+        pretrained = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+        groups = [
+            {"params": [p for p in self.parameters if id(p) not in pretrained]},
+            {"params": [p for p in self.parameters if id(p) in pretrained], "lr": settings.lr * BACKBONE_LR_SCALE},
+        ]
+        self.optimiser = torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr, weight_decay=1e-4)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, T_max=settings.epochs)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.clip_norm = clip_norm
@@ -73,11 +86,14 @@ class Optimiser:
 
 
 class Tally:
-    """Running loss and quality of a classifier: accuracy (single-label) or micro F1 at 0.5 (multi-label)."""
+    """Running loss and quality of a classifier: accuracy (single-label), or micro F1 at 0.5 and mean average
+    precision over the classes (multi-label)."""
 
     def __init__(self, multi_label: bool) -> None:
         self.multi_label = multi_label
         self.seen, self.loss, self.correct, self.tp, self.fp, self.fn = 0, 0.0, 0, 0, 0, 0
+        self.scores: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: float) -> None:
         self.seen += len(labels)
@@ -87,18 +103,42 @@ class Tally:
             self.tp += (predicted & actual).sum().item()
             self.fp += (predicted & ~actual).sum().item()
             self.fn += (~predicted & actual).sum().item()
+            self.scores.append(logits.float().cpu().numpy())
+            self.targets.append(actual.cpu().numpy())
         else:
             self.correct += (logits.argmax(1) == labels).sum().item()
 
     def result(self) -> dict[str, float]:
         if self.seen == 0:
             raise ValueError("no rows were scored")
-        quality = (
-            {"f1": 2 * self.tp / max(2 * self.tp + self.fp + self.fn, 1)}
-            if self.multi_label
-            else {"accuracy": self.correct / self.seen}
-        )
+        if self.multi_label:
+            mean_ap, classes = mean_average_precision(np.concatenate(self.scores), np.concatenate(self.targets))
+            f1 = 2 * self.tp / max(2 * self.tp + self.fp + self.fn, 1)
+            quality = {"f1": f1, "map": mean_ap, "map_classes": float(classes)}
+        else:
+            quality = {"accuracy": self.correct / self.seen}
         return {**quality, "loss": self.loss / self.seen, "rows": float(self.seen)}
+
+
+def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
+    """Multi-label mAP: per class, the images ranked by score and the precision at each positive's rank averaged
+    (average precision, as scikit-learn's ``average_precision_score`` without ties); then the mean over the classes
+    that have a positive.
+
+    Args:
+        scores: float [N, K], higher = more likely; targets: bool [N, K].
+
+    Returns:
+        The mean (nan where no class has a positive) and the number of classes it averages.
+    """
+    precisions = []
+    for k in range(scores.shape[1]):
+        if not targets[:, k].any():
+            continue
+        hits = targets[np.argsort(-scores[:, k], kind="stable"), k]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        precisions.append(float(precision[hits].mean()))
+    return (float(np.mean(precisions)) if precisions else float("nan")), len(precisions)
 
 
 def train_classifier(

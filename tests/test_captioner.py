@@ -11,7 +11,6 @@ import pytest
 import torch
 from images import coloured_image
 
-from jobs.train import pretraining_captions
 from lakelens.lake import table_location
 from models.bleu import corpus_bleu
 from models.captioner import Captioner
@@ -20,6 +19,7 @@ from models.data import Preprocessing, petastorm_url
 from models.registry import Manifest, load_model, save_model
 from models.train_loop import TrainSettings
 from models.vocabulary import BOS, EOS, PAD, UNK, Vocabulary, tokenize
+from stages.training import pretraining_captions
 
 TINY = {"widths": [8, 16], "grid": 2, "embed_dim": 16, "hidden": 32}
 COLOUR_CAPTIONS = ["a red noisy square", "a green noisy square", "a blue noisy square"]  # tests/images COLOURS

@@ -13,9 +13,11 @@ from images import coloured_image
 from safetensors.torch import save_file
 
 from jobs.train import main
+from models.backbones import find_backbone
 from models.classifier import Classifier
 from models.data import Preprocessing, to_tensor_array
-from models.registry import load_model
+from models.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from models.registry import RegistryError, load_model
 from stages.training_rows import label_targets, load_snapshot, small_groups, transform_training_rows
 
 
@@ -109,3 +111,26 @@ def test_train_job_embedder_separates_the_colours(spark, cfg, labelled_table: st
     for label in range(3):
         others = [similarity[label, other] for other in range(3, 6) if other != label + 3]
         assert all(similarity[label, label + 3] > other for other in others)
+
+
+def test_train_job_starts_from_a_frozen_pretrained_backbone(
+    spark, cfg, labelled_table: str, tmp_path: Path, capsys
+) -> None:
+    args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}", "--set",
+            f"models.registry={tmp_path}", "--set", "spark.master=local[2]"]  # fmt: skip
+    code = main([*args, "--data", "shapes", "--epochs", "4", "--size", "32", "--batch-size", "16",
+                 "--holdout-percent", "25", "--classes", "red,green,blue", "--name", "colours-bb",
+                 "--backbone", "mobilenet-v2-imagenet", "--freeze-backbone", "--lr", "1e-2"])  # fmt: skip
+    assert code == 0
+    model, manifest = load_model(tmp_path, "colours-bb")
+    assert manifest.arch_args["backbone"] == "mobilenet_v2"
+    assert manifest.training["backbone"] == "mobilenet-v2-imagenet v1" and manifest.training["backbone_frozen"]
+    assert manifest.preprocessing == {"size": 32, "channels": 3, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    assert manifest.metrics["holdout_accuracy"] == 1.0
+    # Frozen: the registered model's backbone is ImageNet's, parameter for parameter (the installed backbone's).
+    imagenet = load_model(tmp_path, "mobilenet-v2-imagenet")[0].state_dict()
+    kept = find_backbone(model).net.state_dict()
+    assert kept and all(torch.equal(value, imagenet[key]) for key, value in kept.items())
+
+    with pytest.raises(RegistryError, match="is a classifier, not a backbone"):  # refused before any work
+        main([*args, "--data", "shapes", "--name", "x", "--backbone", "colours-bb"])
