@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 
 import stages.nightly
 from bench.nightly_scale import link_files
-from lakelens.config import LOCAL_CONFIG, Config, load_config
+from lakelens.config import LOCAL_CONFIG, SCENES_CONFIG, Config, load_config
 from lakelens.lake import registry_root
 from lakelens.spark import build_session
 from models.registry import install_bundled
@@ -56,7 +56,7 @@ def main() -> None:
     ui = profile / "ui.yaml"
     ui.parent.mkdir(parents=True, exist_ok=True)
     ui.write_text(yaml.safe_dump({"spark": {"conf": {"spark.ui.enabled": True, "spark.ui.port": UI_PORT}}}))
-    cfg = load_config([LOCAL_CONFIG, ui], overrides=["spark.master=local[*]", f"lake.root={lake}"])
+    cfg = load_config([LOCAL_CONFIG, SCENES_CONFIG, ui], overrides=["spark.master=local[*]", f"lake.root={lake}"])
     if not kept.exists():
         shutil.rmtree(lake, ignore_errors=True)
         install_bundled(registry_root(cfg))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.config import ANNOTATE_TASKS
 from lakelens.spark import build_session
-from stages.annotate import annotate
+from stages.annotate import annotate, install_missing_models
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tasks:
         args.overrides.append(f"annotate.tasks=[{args.tasks}]")
     cfg = config_from_args(args)
+    install_missing_models(cfg, cfg.annotate.tasks)
     spark = build_session(cfg)
     print(annotate(spark, cfg, cfg.annotate.tasks).summary())
     return 0

@@ -8,9 +8,10 @@ It writes into ``--out``:
   by venv-pack, without Spark's jars (the cluster brings its own Spark). venv-pack does not copy the interpreter:
   ``environment/bin/python`` links to ``PREFIX/bin/python3.11``, the build machine's unless ``--python-prefix``
   names where the nodes have Python 3.11;
-- ``models/``: a model registry with the bundled default models, for ``--set models.registry=dist/models`` where
-  the driver runs here (client mode), and the same as ``lakelens_models.tar.gz`` for ``--archives ...#registry``
-  where it runs on the cluster (cluster mode);
+- ``models/``: a model registry with every model that comes with lakelens (the photo models ``conf/base.yaml``
+  names and the scene models of ``conf/scenes.yaml``), for ``--set models.registry=dist/models`` where the driver
+  runs here (client mode), and the same as ``lakelens_models.tar.gz`` for ``--archives ...#registry`` where it runs
+  on the cluster (cluster mode);
 - ``lakelens_job.py``: the file spark-submit runs, ``lakelens_job.py JOB [ARGS]`` (see ``jobs.launch``).
 """
 
@@ -26,14 +27,14 @@ from pathlib import Path
 import venv_pack
 
 from lakelens.spark import REPO_ROOT, write_code_zip
-from models.registry import install_bundled
+from models.pretrained import install_models
 
 CODE = "lakelens_code.zip"
 ENV = "lakelens_env.tar.gz"
 MODELS = "lakelens_models"
 ENTRY = "lakelens_job.py"
 PACKAGES = ("jobs", "lakelens", "models", "stages", "udfs")
-CONF_FILES = ("conf/base.yaml", "conf/local.yaml", "conf/cluster.yaml", "conf/log4j2.properties")
+CONF_FILES = ("conf/base.yaml", "conf/local.yaml", "conf/cluster.yaml", "conf/scenes.yaml", "conf/log4j2.properties")
 # Spark's jars (440 MB) come with the cluster's Spark, and local-cluster runs leave executor folders in its work/;
 # C++ headers are for building extensions only.
 ENV_EXCLUDES = tuple(
@@ -53,7 +54,8 @@ def build_dist(out: Path, venv: Path, python_prefix: str | None = None, compress
     code = write_code_zip(out / CODE, PACKAGES, CONF_FILES)
     models = out / "models"
     shutil.rmtree(models, ignore_errors=True)
-    install_bundled(models)
+    # In cluster mode the registry is an archive unpacked afresh for each job: a model installed there is lost.
+    install_models(models)
     models_archive = Path(shutil.make_archive(str(out / MODELS), "gztar", root_dir=models))
     entry = out / ENTRY
     entry.write_text(ENTRY_SCRIPT)

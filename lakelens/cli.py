@@ -6,10 +6,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from lakelens.config import Config, ConfigError, load_config
+from lakelens.config import LOCAL_CONFIG, Config, ConfigError, load_config
 from lakelens.errors import InputError
-from lakelens.lake_settings import require_lake, with_remembered
+from lakelens.lake_settings import remembered_annotate, require_lake, with_remembered
 
 log = logging.getLogger("lakelens")
 
@@ -35,20 +36,27 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace, lake_must_exist: bool = False) -> Config:
-    """The validated config that ``--config``, ``--set`` and ``--lake`` describe (``--lake`` wins), with the
-    registry the lake remembers where they name none.
+def config_from_args(args: argparse.Namespace, lake_must_exist: bool = False, defaults: Sequence[Path] = ()) -> Config:
+    """The validated config that ``--config``, ``--set`` and ``--lake`` describe (``--lake`` wins), over what the
+    lake remembers: its annotate tasks and models (a layer right over ``base.yaml``, under every file and ``--set``)
+    and its registry where they name none.
 
     Args:
         lake_must_exist: a job that only reads the lake refuses one that is not there (a typo in ``--lake``)
             instead of making an empty one.
+        defaults: files of the job's own setup, applied after ``base.yaml`` and what the lake remembers, before
+            ``--config`` (the demo's ``conf/scenes.yaml``).
     """
     overrides = list(args.overrides)
     if args.lake:
         overrides.append(f"lake.root={args.lake}")
-    cfg = load_config(args.config, overrides)
+    files = [*defaults, *(args.config or [LOCAL_CONFIG])]
+    cfg = load_config(files, overrides)
     if lake_must_exist:
         require_lake(cfg)
+    kept = remembered_annotate(cfg)
+    if kept:  # the lake is known only once the config is: load it again with the lake's own layer
+        cfg = load_config(files, overrides, remembered=kept)
     return with_remembered(cfg)
 
 

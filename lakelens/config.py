@@ -35,6 +35,9 @@ ANNOTATE_TASKS = tuple(TASKS)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 BASE_CONFIG = CONF_DIR / "base.yaml"
 LOCAL_CONFIG = CONF_DIR / "local.yaml"
+SCENES_CONFIG = CONF_DIR / "scenes.yaml"  # the synthetic-scene models for every task (the demo's setup)
+# The models' arithmetic on a CPU (annotate.precision); a GPU runs float16 either way.
+PRECISIONS = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -169,7 +172,7 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class AnnotateConfig:
-    """jobs.annotate: which tasks, which models, and how the model UDFs batch and score."""
+    """jobs.annotate: which tasks, which models, and how the model UDFs batch, score and compute."""
 
     tasks: tuple[str, ...] = _check(_tasks)
     models: Mapping[str, str] = _coerced(_task_models)  # task -> registry model NAME (latest version) or NAME:vN
@@ -177,6 +180,7 @@ class AnnotateConfig:
     batch_size: int = _check(positive)  # images per model call, whatever the Arrow batch size
     arrow_batch_rows: int = _check(positive)  # rows (with their image bytes) per Arrow batch into Python
     decode_threads: int = _check(positive)  # per task: decode the next batch while the model runs
+    precision: str = _check(one_of(*PRECISIONS))  # the models' arithmetic on a CPU (a GPU: float16)
 
 
 def _recipe(value: Any) -> str | None:
@@ -254,12 +258,20 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_config(files: Iterable[str | Path] | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Load ``base.yaml``, then ``files`` (``local.yaml`` when none are given), then ``key=value`` overrides.
+def load_config(
+    files: Iterable[str | Path] | None = None,
+    overrides: Iterable[str] = (),
+    remembered: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load ``base.yaml``, then what a lake ``remembered``, then ``files`` (``local.yaml`` when none are given), then
+    ``key=value`` overrides.
 
     Args:
         files: YAML files applied in order after ``base.yaml``; later wins.
         overrides: ``dotted.key=value`` strings; the value is parsed as YAML (``8``, ``true``, ``[a, b]``).
+        remembered: what a lake keeps of the settings it was made with (``lakelens.lake_settings``), as
+            ``dotted.key`` -> value (``{"annotate.tasks": ["classify", "embed"]}``): applied right after
+            ``base.yaml``, so that every file and override a job is given wins.
 
     Returns:
         The validated, frozen :class:`Config`.
@@ -269,7 +281,10 @@ def load_config(files: Iterable[str | Path] | None = None, overrides: Iterable[s
     """
     files = [LOCAL_CONFIG] if files is None else list(files)
     merged: dict[str, Any] = {}
-    for path in [BASE_CONFIG, *files]:
+    _merge(merged, _read_yaml(BASE_CONFIG), Config, prefix="", source=str(BASE_CONFIG))
+    for key, value in (remembered or {}).items():
+        _merge(merged, _nest(key, value), Config, prefix="", source="the lake's lakelens.json")
+    for path in files:
         _merge(merged, _read_yaml(Path(path)), Config, prefix="", source=str(path))
     for item in overrides:
         key, sep, raw = item.partition("=")

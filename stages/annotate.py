@@ -30,8 +30,8 @@ from lakelens.row_errors import MODEL_ERROR_PATTERN
 from lakelens.schemas import IMAGES, TableSpec
 from lakelens.spark import session_conf
 from lakelens.tasks import TASKS
-from models.pretrained import installable
-from models.registry import Manifest, RegistryError, check_manifest, read_entry, read_manifest
+from models.pretrained import install_models, installable
+from models.registry import Manifest, RegistryError, check_manifest, read_entry, read_manifest, versions
 from udfs.factory import ModelUdfSpec, make_tasks_udf, tasks_udf_schema, udf_schema
 
 log = logging.getLogger("lakelens.annotate")
@@ -167,6 +167,21 @@ def checked_manifest(cfg: Config, task: str) -> Manifest:
     return manifest
 
 
+def install_missing_models(cfg: Config, tasks: Sequence[str]) -> list[Manifest]:
+    """Install into the registry each model ``annotate.models`` names for ``tasks`` that it lacks and that comes
+    with lakelens (``models.pretrained.installable``: the scene models and the pretrained photo models, named
+    without a version), so that a first run on a new lake needs no ``jobs.models install``; returns the entries
+    installed. Any other missing model is left to :func:`checked_manifest`, which says what to do about it.
+    """
+    root = registry_root(cfg)
+    named = {cfg.annotate.models[t] for t in tasks}
+    missing = sorted(n for n in named & set(installable()) if not versions(root, n))
+    installed = install_models(root, missing) if missing else []
+    for entry in installed:
+        log.info("installed %s %s (%s) into the model registry %s", entry.name, entry.version, entry.architecture, root)
+    return installed
+
+
 def _read_configured(cfg: Config, task: str, read: Callable[[Path, str, str | None], Any]) -> Any:
     name, _, version = cfg.annotate.models[task].partition(":")
     try:
@@ -195,6 +210,7 @@ def model_spec(cfg: Config, task: str, spark: SparkSession) -> ModelUdfSpec:
         decode_threads=cfg.annotate.decode_threads,
         max_pixels=cfg.ingest.max_pixels,
         options=dict(cfg.annotate.options[task]),
+        precision=cfg.annotate.precision,
     )
 
 

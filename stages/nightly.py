@@ -27,11 +27,12 @@ from pyspark.util import inheritable_thread_target
 from lakelens.config import Config
 from lakelens.files import normalise_uri
 from lakelens.lake import append, read_table
+from lakelens.lake_settings import remember_annotate
 from lakelens.schemas import RUNS
 from lakelens.sources import Source, open_source
 from lakelens.spark import local_frame
 from lakelens.views import ViewSources, create_views
-from stages.annotate import annotate, checked_manifest, configured_manifest
+from stages.annotate import annotate, checked_manifest, configured_manifest, install_missing_models
 from stages.index import index_near_duplicates, index_similar, near_dup_params, similar_params
 from stages.ingest import ingest
 
@@ -212,6 +213,9 @@ def nightly(
     """Run (or resume) the nightly refresh of ``source``; returns the run id and the stages run this time.
     ``ingest_date``: the ``images`` partition of the night's new images (default: today, UTC).
 
+    Before ingest, a configured model that the registry lacks and that comes with lakelens is installed, and every
+    model is checked; the lake then remembers the run's annotate tasks and models (``lakelens.lake_settings``).
+
     A stage that fails is recorded as failed, and its exception goes on up: no stage starts after it (one running
     beside it finishes).
     Each stage's row is written once it is done (the stages that need its tables start meanwhile): a crash in a
@@ -219,8 +223,10 @@ def nightly(
     nothing twice.
     """
     source = open_source(source) if isinstance(source, str) else source
+    install_missing_models(cfg, cfg.annotate.tasks)
     for task in cfg.annotate.tasks:  # a missing or unusable model stops the run before ingest, not after it
         checked_manifest(cfg, task)
+    remember_annotate(cfg)  # the lake's later jobs read its tables with these models, with no --set
     config_hash, source_uri = cfg.digest(), normalise_uri(source.uri)
     resume = transform_resume(read_table(spark, cfg, RUNS), source_uri, config_hash)
     run_id = resume.run_id if resume else new_run_id(_now())

@@ -116,7 +116,9 @@ def _similar_of_file(cfg: Config, own_id: str, data: bytes, k: int) -> list[Matc
             "python -m jobs.annotate --tasks embed (or jobs.nightly) first"
         )
     _, weights = read_entry(registry_root(cfg), manifest.name, manifest.version)
-    predictor = EmbedPredictor(model_from_bytes(manifest, weights).eval(), manifest, torch.device("cpu"), 1)
+    # The lake's own precision: a file's vector is made as its images' were.
+    model = model_from_bytes(manifest, weights).eval()
+    predictor = EmbedPredictor(model, manifest, torch.device("cpu"), 1, precision=cfg.annotate.precision)
     vector = predictor.infer([predictor.prepare(data)])[0]["vector"]
     params = similar_params(cfg, manifest)
     if isinstance(params, SimHashParams):

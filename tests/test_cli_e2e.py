@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import SCENE_ARGS
 from images import encode, odd_files, rgb, write_files
 
 REPO = Path(__file__).resolve().parent.parent
@@ -251,7 +252,7 @@ def test_annotate_on_separate_executor_processes(tmp_path: Path) -> None:
     assert "read 13 (good 12 + errors 1)" in ingested.stdout, ingested.stderr
     master = "spark.master=local-cluster[2,1,1024]"
     annotated = run(sys.executable, "-m", "jobs.annotate", "--tasks", "embed,segment", "--lake", str(lake), "--set",
-                    master, "--set", f"models.registry={REPO / 'models' / 'default'}")  # fmt: skip
+                    master, "--set", f"models.registry={REPO / 'models' / 'default'}", *SCENE_ARGS)  # fmt: skip
     assert annotated.returncode == 0, annotated.stderr
     assert "segment: segmenter v1 -> segments: annotated 13 (good 12 + errors 1), already done 0" in annotated.stdout
     assert "embed: embedder v2 -> embeddings: annotated 13 (good 12 + errors 1), already done 0" in annotated.stdout

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pyspark
 import pytest
+from conftest import SCENE_ARGS
 
 from lakelens.config import load_config
 from lakelens.lake import table_dataset
@@ -98,7 +99,7 @@ def submit(dist: Path, lake: Path, source: Path) -> list[str]:
         "--conf", f"spark.pyspark.driver.python={sys.executable}",
         "--archives", f"{dist / 'lakelens_env.tar.gz'}#environment", "--py-files", str(dist / "lakelens_code.zip"),
         str(dist / "lakelens_job.py"), "nightly", "--source", str(source), "--lake", str(lake),
-        "--set", f"models.registry={dist / 'models'}",
+        "--set", f"models.registry={dist / 'models'}", *SCENE_ARGS,
     ]  # fmt: skip
 
 
@@ -168,7 +169,7 @@ def test_spark_submit_to_a_cluster_with_an_executor_killed_equals_the_local_run(
     env = clean_env(spark_home)
     local = subprocess.run(
         [sys.executable, "-m", "jobs.nightly", "--source", str(source), "--lake", str(tmp_path / "local"),
-         "--set", f"models.registry={dist / 'models'}", "--set", "spark.master=local[2]"],
+         "--set", f"models.registry={dist / 'models'}", "--set", "spark.master=local[2]", *SCENE_ARGS],
         cwd=REPO, env=env | {"PYSPARK_PYTHON": sys.executable}, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert local.returncode == 0, local.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SCENE_ARGS
 from datasketch import MinHash, MinHashLSH
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -432,7 +433,7 @@ def test_incremental_runs_equal_a_full_rebuild_and_a_rerun_changes_nothing_and_q
 
 def query(capsys, cfg: Config, *args: str) -> list[dict]:
     capsys.readouterr()
-    assert query_main(["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}",
+    assert query_main(["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}", *SCENE_ARGS,
                        "--set", f"models.registry={cfg.models.registry}",
                        "--set", f"index.similar.method={cfg.index.similar.method}", *args]) == 0  # fmt: skip
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -1,4 +1,5 @@
-"""A lake remembers the model registry it was made with, so later jobs need no --set for it."""
+"""A lake remembers the model registry it was made with and the annotate tasks and models of its nightly runs, so
+later jobs need no --set for them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import SCENES
+
+from lakelens.cli import config_from_args, job_parser
 from lakelens.config import load_config
-from lakelens.lake_settings import SETTINGS_FILE, lake_exists, remember, with_remembered
+from lakelens.lake_settings import (
+    SETTINGS_FILE,
+    lake_exists,
+    remember,
+    remember_annotate,
+    remembered_annotate,
+    with_remembered,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,3 +53,32 @@ def test_a_lake_made_with_a_registry_uses_it_in_later_jobs(tmp_path: Path) -> No
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout.startswith(f"installed embedder v2 (embedder) into {registry}")
     assert (registry / "embedder" / "v2" / "manifest.json").is_file() and not (lake / "models").exists()
+
+
+def test_a_nightly_run_s_tasks_and_models_are_remembered_and_a_later_job_s_own_settings_win(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    scenes = load_config(SCENES, [f"lake.root={lake}"])
+    remember_annotate(scenes)
+    saved = json.loads((tmp_path / "lake" / SETTINGS_FILE).read_text())
+    assert saved == {"annotate.tasks": list(scenes.annotate.tasks), "annotate.models": dict(scenes.annotate.models)}
+
+    later = config_from_args(job_parser("jobs.report", "").parse_args(["--lake", lake]))  # no --config, no --set
+    assert (later.annotate.tasks, later.annotate.models) == (scenes.annotate.tasks, scenes.annotate.models)
+    mine = config_from_args(
+        job_parser("jobs.query", "").parse_args(["--lake", lake, "--set", "annotate.models.embed=mine"])
+    )
+    assert mine.annotate.tasks == scenes.annotate.tasks
+    assert dict(mine.annotate.models) == dict(scenes.annotate.models) | {"embed": "mine"}
+    assert load_config(overrides=[f"lake.root={lake}"]).annotate == load_config().annotate  # it reads no lake
+
+
+def test_a_file_that_keeps_only_the_registry_still_reads_and_keeps_it(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / SETTINGS_FILE).write_text(json.dumps({"models.registry": str(tmp_path / "reg")}))
+    cfg = config_from_args(job_parser("jobs.report", "").parse_args(["--lake", str(lake)]))
+    assert cfg.models.registry == str(tmp_path / "reg") and remembered_annotate(cfg) == {}
+    assert cfg.annotate == load_config().annotate  # base.yaml's photo models
+    remember_annotate(cfg)
+    saved = json.loads((lake / SETTINGS_FILE).read_text())
+    assert saved["models.registry"] == str(tmp_path / "reg") and saved["annotate.tasks"] == ["classify", "embed"]

@@ -15,7 +15,7 @@ from lakelens.config import Config, ModelsConfig, NightlyConfig, load_config
 from lakelens.lake import read_table
 from lakelens.scenes import generate_scenes
 from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, NEAR_DUP_PAIRS, RUNS, SIGNATURES, SIMILAR
-from models.registry import RegistryError, install_bundled
+from models.registry import RegistryError, install_bundled, model_names
 from stages import nightly as nightly_stage
 from stages.nightly import nightly, run_in_order, stages
 
@@ -233,12 +233,13 @@ def test_all_ready_comes_once_every_stage_is_ready_beside_the_last_bookkeeping(s
     assert resumed == ["x"]
 
 
-def test_a_lake_without_its_models_is_refused_before_ingest_naming_the_install_command(
+def test_a_missing_model_is_installed_where_it_comes_with_lakelens_and_refused_before_ingest_otherwise(
     spark, night: tuple[Config, Path], tmp_path: Path
 ) -> None:
     cfg, source = night
-    bare = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "empty")))
-    with pytest.raises(RegistryError, match=r"classify: no model named 'classifier' .* To fix: install the bundled "
-                       r"defaults \(python -m jobs.models install classifier --lake "):  # fmt: skip
+    mine = dataclasses.replace(cfg.annotate, models={**cfg.annotate.models, "classify": "my-classifier"})
+    bare = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "empty")), annotate=mine)
+    with pytest.raises(RegistryError, match=r"classify: no model named 'my-classifier' .* To fix: train one"):
         nightly(spark, bare, str(source))
+    assert model_names(tmp_path / "empty") == ["embedder"]  # the embed task's scene model, installed
     assert read_table(spark, bare, IMAGES).count() == 0 and read_table(spark, bare, RUNS).count() == 0

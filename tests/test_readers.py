@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import SCENE_ARGS
 from images import encode, rgb, write_files
 
 from jobs.index import main as index_main
@@ -82,7 +83,7 @@ def test_index_without_an_embedder_writes_the_near_duplicates_and_skips_the_simi
     ingest(spark, cfg, str(tmp_path / "src"), ingest_date=date(2026, 1, 2))
     capsys.readouterr()
     args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}"]
-    assert index_main([*args, "--set", f"models.registry={tmp_path / 'no-models'}"]) == 0
+    assert index_main([*args, *SCENE_ARGS, "--set", f"models.registry={tmp_path / 'no-models'}"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "hashed 2 new of 2 images" in out[0]
     assert out[1].startswith("similar: skipped (no model named 'embedder' in the registry at ")

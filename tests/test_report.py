@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SCENES
 from PIL import Image
 
 from lakelens.config import Config, ModelsConfig, load_config
@@ -107,7 +108,7 @@ def test_a_class_has_the_same_colour_in_the_report_of_every_lake(tmp_path: Path)
     """The page's key is the configured models' vocabulary: which classes a lake's rows show does not move a colour.
     A key of only a lake's classes would: a class whose own slot an earlier class takes in the full vocabulary
     would get that slot in a lake without the earlier class."""
-    cfg = load_config(overrides=[f"lake.root={tmp_path / 'lake'}", f"models.registry={BUNDLED}"])
+    cfg = load_config(SCENES, [f"lake.root={tmp_path / 'lake'}", f"models.registry={BUNDLED}"])
     full = colour_key(cfg)
     assert set(SHAPES) <= full.keys() and "background" in full
     assert len(set(full.values())) == len(full)

@@ -44,6 +44,7 @@ class ModelUdfSpec:
         decode_threads: threads decoding the next batch while the model runs.
         max_pixels: larger images are error rows (decompression bombs).
         options: the task's own settings (top_k, threshold, min_score, beam_size, ...).
+        precision: the model's arithmetic on a CPU, ``float32`` or ``bfloat16`` (a GPU runs float16 either way).
     """
 
     task: str
@@ -53,6 +54,7 @@ class ModelUdfSpec:
     decode_threads: int = 2
     max_pixels: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -122,7 +124,9 @@ def _predictor(spec: ModelUdfSpec, device: torch.device) -> Predictor:
     """The spec's predictor on ``device``, over the model this Python worker keeps."""
     weights = spec.weights.value if hasattr(spec.weights, "value") else spec.weights
     model = cached_model(spec.manifest, weights, device)
-    return predictor_class(spec.task)(model, spec.manifest, device, spec.batch_size, spec.max_pixels, **spec.options)
+    return predictor_class(spec.task)(
+        model, spec.manifest, device, spec.batch_size, spec.max_pixels, precision=spec.precision, **spec.options
+    )
 
 
 @functools.cache

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lakelens.config import PRECISIONS
 from lakelens.imaging import decode_rgb_for
 from lakelens.row_errors import PREPROCESSING_FAILED
 from models.data import Preprocessing, preprocess_rgb
@@ -57,15 +58,19 @@ class Predictor(ABC):
         device: torch.device,
         batch_size: int = 64,
         max_pixels: int | None = None,
+        precision: str = "float32",
         **options: Any,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model = model.to(device).eval()
         self.manifest = manifest
         self.device = device
         self.batch_size = batch_size
         self.max_pixels = max_pixels
+        self.precision = precision
         self.prep = Preprocessing.from_manifest(manifest.preprocessing)
         self.configure(**options)
 
@@ -96,10 +101,16 @@ class Predictor(ABC):
 
     @contextmanager
     def inference(self) -> Iterator[None]:
-        """No autograd; mixed precision (float16) on a GPU."""
+        """No autograd; mixed precision: float16 on a GPU, bfloat16 on a CPU where ``precision`` asks for it.
+        ``infer`` casts what it returns to float32 either way."""
+        cuda = self.device.type == "cuda"
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"),
+            torch.autocast(
+                self.device.type,
+                dtype=torch.float16 if cuda else torch.bfloat16,
+                enabled=cuda or self.precision == "bfloat16",
+            ),
         ):
             yield
 
