@@ -74,7 +74,11 @@ class Captioner(nn.Module):
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [N, C, H, W], tokens int64 [N, T] -> {"logits": float [N, T, vocab_size]} (teacher forcing)."""
-        state = self.start(images)
+        return self.decode(self.start(images), tokens)
+
+    def decode(self, state: State, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Teacher forcing from an encoded batch: ``state`` of :meth:`start` (N images, or one broadcast to the N
+        captions), tokens int64 [N, T] -> {"logits": float [N, T, vocab_size]}."""
         logits = []
         for t in range(tokens.shape[1]):
             step_logits, state = self.step(tokens[:, t], state)

@@ -105,7 +105,10 @@ def pretrain_decoder(
         for start in range(0, len(tokens), settings.batch_size):
             batch = tokens[order[start : start + settings.batch_size]].to(device)
             with torch.autocast(device.type, enabled=optimiser.amp):
-                loss = model.loss(model(blank.expand(len(batch), -1, -1, -1), batch)["logits"], batch)
+                # One blank image encoded and broadcast to the batch: the same gradients as a batch of blanks, at
+                # the cost of one image through the encoder (a pretrained backbone's is most of the model).
+                state = tuple(s.expand(len(batch), *s.shape[1:]) for s in model.start(blank))
+                loss = model.loss(model.decode(state, batch)["logits"], batch)
             optimiser.step(loss)
             total += loss.item() * len(batch)
         optimiser.end_epoch()

@@ -99,6 +99,26 @@ def test_forward_and_decoding_shapes() -> None:
         assert not (ids == BOS).any()
 
 
+def test_one_blank_encoded_and_broadcast_trains_as_a_batch_of_blanks() -> None:
+    # What text pretraining does: the same loss and gradients as the whole batch of blanks through the encoder.
+    torch.manual_seed(0)
+    model = Captioner(9, dropout=0.0, **TINY).train()
+    blank, tokens = torch.zeros(1, 3, 16, 16), torch.randint(4, 9, (5, 6))
+    losses, grads = [], []
+    for state in (model.start(blank.expand(5, -1, -1, -1)), None):
+        if state is None:
+            state = tuple(s.expand(5, *s.shape[1:]) for s in model.start(blank))
+        model.zero_grad()
+        loss = model.loss(model.decode(state, tokens)["logits"], tokens)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    torch.testing.assert_close(losses[0], losses[1])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for whole, broadcast in zip(*grads, strict=True):
+        torch.testing.assert_close(whole, broadcast, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("decode", ["greedy", "beam"])
 def test_decoding_stops_at_the_length_limit(decode: str) -> None:
     model = tiny_model()
