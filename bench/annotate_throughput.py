@@ -36,7 +36,7 @@ import torch
 from pyspark.sql.types import ArrayType, FloatType
 from torch.utils.flop_counter import FlopCounterMode
 
-from lakelens.config import load_config
+from lakelens.config import SCENES_CONFIG, load_config
 from lakelens.imaging import decode_rgb, decode_rgb_for
 from lakelens.spark import build_session
 from lakelens.tasks import TASKS
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--images", action="append", required=True, help="folder of images (repeatable)")
     parser.add_argument("--task", choices=list(TASKS), default="embed")
     parser.add_argument("--registry", default=str(BUNDLED), help="registry holding the model (default: bundled)")
-    parser.add_argument("--model", help="model name (default: the task's bundled model)")
+    parser.add_argument("--model", help="model name (default: the task's bundled scene model, conf/scenes.yaml)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cores", type=int, default=2, help="Spark local[N] and the bare loop's torch threads")
     parser.add_argument("--decode-threads", type=int, default=1)
@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
 
     task_predictor = predictor_class(args.task)
-    name = args.model or TASKS[args.task].default_model
+    name = args.model or load_config([SCENES_CONFIG]).annotate.models[args.task]
     manifest, weights = read_entry(args.registry, name)
     model = cached_model(manifest, weights, torch.device("cpu"))  # as the UDF prepares it
     rows = image_rows(args.images)
