@@ -101,7 +101,7 @@ def test_a_frozen_backbone_keeps_its_weights_and_statistics(photos: torch.Tensor
     assert not torch.equal(head, model.head[-1].weight)
 
 
-def test_a_fine_tuned_backbone_learns_at_a_tenth_of_the_rate_with_imagenet_statistics(photos: torch.Tensor) -> None:
+def test_a_fine_tuned_backbone_learns_at_its_own_slower_rate_with_imagenet_statistics(photos: torch.Tensor) -> None:
     model = Classifier(5, multi_label=True, backbone="efficientnet_lite0")
     backbone = find_backbone(model)
     backbone.load_pretrained(load_state_dict("efficientnet_lite0"))
