@@ -100,10 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--data is required to train")
     if args.freeze_backbone and not args.backbone:
         parser.error("--freeze-backbone needs --backbone")
-    start = backbone_start(registry, args.backbone) if args.backbone else None
-    args.size = args.size or (BACKBONE_SIZE if start else DEFAULT_SIZE[args.model])
-    if start and (args.channels != 3 or args.size % BACKBONE_STRIDE):
+    args.size = args.size or (BACKBONE_SIZE if args.backbone else DEFAULT_SIZE[args.model])
+    if args.backbone and (args.channels != 3 or args.size % BACKBONE_STRIDE):
         parser.error(f"--backbone takes RGB input (--channels 3) at a multiple of {BACKBONE_STRIDE} pixels (--size)")
+    start = backbone_start(registry, args.backbone) if args.backbone else None
 
     snap = take_snapshot(cfg, args)
     if start:
