@@ -18,6 +18,7 @@ JOBS = (
     "index",
     "nightly",
     "query",
+    "search",
     "report",
     "sql",
     "train",

@@ -7,6 +7,7 @@ registry. ``--register WEIGHTS --manifest FILE`` registers weights trained elsew
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import shlex
@@ -19,9 +20,13 @@ from models.backbones import STRIDE as BACKBONE_STRIDE
 from models.backbones import find_backbone
 from models.captioner_training import pretrain_decoder
 from models.data import Preprocessing, petastorm_url
+from models.embedder_training import LOSSES as EMBEDDER_LOSSES
 from models.model_files import register_model
 from models.pretrained import backbone_start
 from models.registry import Manifest, save_model
+from models.search_losses import NEGATIVES
+from models.text_image import TEXT_TOWERS, image_tower_start
+from models.text_image_training import SearchSettings, search_fields
 from models.train_loop import BACKBONE_LR_SCALE, TrainSettings, pick_device
 from stages.training import BACKBONE_SIZE, DEFAULT_SIZE, KINDS, make_model, take_snapshot, trainer
 
@@ -59,7 +64,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="share of the rows held out for the metrics, chosen by a hash of image_id (default 10)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights' start and the shuffling (default 0)")
-    parser.add_argument("--dim", type=int, default=64, help="embedder: vector length (default 64)")
+    parser.add_argument("--dim", type=int, default=64, help="embedder, text_image: vector length (default 64)")
+    parser.add_argument(
+        "--loss",
+        choices=sorted(EMBEDDER_LOSSES),
+        default="multi_similarity",
+        help="embedder: multi_similarity (default), triplet (hardest in the batch), contrastive (every pair) or "
+        "pair (one same and one different pair per image, for same/different verification)",
+    )
+    parser.add_argument(
+        "--text-tower",
+        choices=TEXT_TOWERS,
+        default="words",
+        help="text_image: words (learnt from the training captions' words: scene captions) or sentence (the frozen "
+        "pretrained all-MiniLM-L6-v2 and a learnt projection: free text, photos) (default words)",
+    )
+    parser.add_argument(
+        "--negatives",
+        choices=NEGATIVES,
+        default="hardest",
+        help="text_image: the bad image of each (caption, good, bad) triple: random, the hardest of the batch, or "
+        "mined from the index of every training image each epoch (default hardest: measured best, BENCHMARKS.md)",
+    )
+    parser.add_argument("--margin", type=float, default=0.2, help="text_image: the hinge's cosine margin (0.2)")
+    parser.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=2,
+        help="text_image: epochs of random negatives before hardest or mined ones, which collapse a fresh model (2)",
+    )
+    parser.add_argument(
+        "--match-expr",
+        help="text_image: an SQL expression over the table's columns whose equal values mark the images that answer "
+        "a caption (default: the same caption), e.g. scenes with the same objects in any layout: "
+        "'xxhash64(array_sort(arrays_zip(labels, colours, sizes)))'",
+    )
+    parser.add_argument(
+        "--semi-hard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="text_image: hardest and mined negatives only among the images ranked below the caption's own image "
+        "(default; --no-semi-hard takes the hardest, which collapses the space)",
+    )
+    parser.add_argument(
+        "--mine-top", type=int, default=10, help="text_image: mined negatives are drawn from a caption's top N (10)"
+    )
     parser.add_argument(
         "--pretrain-captions",
         metavar="FILE",
@@ -80,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mobilenet_v2 or efficientnet_lite0: mobilenet-v2-imagenet, efficientnet-lite0-imagenet, installed when "
         "missing) instead of random ones; input then 224 px unless --size (a multiple of 32), RGB, normalised as "
         "the backbone was trained",
+    )
+    parser.add_argument(
+        "--image-model",
+        metavar="MODEL",
+        help="text_image: start the image tower from a registered embedder (NAME or NAME:vN; the bundled scene "
+        "'embedder' is installed when missing), taking its vector length, layers and input",
     )
     parser.add_argument(
         "--freeze-backbone",
@@ -103,22 +158,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.size = args.size or (BACKBONE_SIZE if args.backbone else DEFAULT_SIZE[args.model])
     if args.backbone and (args.channels != 3 or args.size % BACKBONE_STRIDE):
         parser.error(f"--backbone takes RGB input (--channels 3) at a multiple of {BACKBONE_STRIDE} pixels (--size)")
+    if args.image_model and (args.model != "text_image" or args.backbone):
+        parser.error("--image-model is for --model text_image, without --backbone")
     start = backbone_start(registry, args.backbone) if args.backbone else None
+    image_start = image_tower_start(registry, args.image_model) if args.image_model else None
+    if image_start and "--size" not in (argv if argv is not None else sys.argv[1:]):
+        args.size = image_start.preprocessing.size  # the input its layers were trained at
 
     snap = take_snapshot(cfg, args)
     if start:
         prep = dataclasses.replace(start.preprocessing, size=args.size)
+    elif image_start:
+        prep = dataclasses.replace(image_start.preprocessing, size=args.size)
     else:
         prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = pick_device()
     model, arch_args = make_model(
-        args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary, start
+        args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary, start, image_start
     )
     if args.freeze_backbone:
         find_backbone(model).requires_grad_(False)
     backbone = {"backbone": start.ref, "backbone_frozen": args.freeze_backbone} if start else {}
-    train, evaluate = trainer(args.model, snap.vocabulary)
+    if image_start:
+        backbone = {"image_model": image_start.ref}
+    search = SearchSettings(args.negatives, args.margin, args.warmup_epochs, args.mine_top, args.semi_hard)
+    train, evaluate = trainer(args.model, snap.vocabulary, search, bool(args.match_expr), args.loss)
     pretrained = {}
     if snap.pretraining:
         pre_settings = TrainSettings(args.pretrain_epochs, args.batch_size, args.lr, args.seed)
@@ -152,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device": str(device),
             **backbone,
             **pretrained,
+            **(search_fields(search, args.text_tower, args.match_expr) if args.model == "text_image" else {}),
+            **({"loss": args.loss} if args.model == "embedder" else {}),
         },
         metrics=metrics,
         command=shlex.join(["python", "-m", "jobs.train", *(argv if argv is not None else sys.argv[1:])]),

@@ -314,6 +314,24 @@ SIMILAR = TableSpec(
     partition_by=("params_id",),
 )
 
+SEARCH_RESULTS = TableSpec(
+    name="search_results",
+    description="jobs.search --queries: each query's best images in the text-image space, by cosine (rank 1 = best).",
+    schema=StructType(
+        [
+            _f("query_id", StringType(), False),  # the first 16 hex digits of SHA-256 of the query's text
+            _f("query", StringType(), False),
+            _f("rank", IntegerType(), False),
+            _f("image_id", StringType(), False),
+            _f("score", FloatType(), False),  # cosine of the query's and the image's vectors
+            _f("searched_at", TimestampType(), False),  # the run that wrote the row
+            _f("model", StringType(), False),  # the text-image model and version that made both vectors
+            _f("model_version", StringType(), False),
+        ]
+    ),
+    partition_by=("model", "model_version"),  # a run replaces its model version's results
+)
+
 RUNS = TableSpec(
     name="runs",
     description="One row per stage of every nightly run, and one for the run itself: rows, speed, models, config.",
@@ -356,6 +374,7 @@ TABLES: dict[str, TableSpec] = {
         NEAR_DUP_PAIRS,
         DUP_GROUPS,
         SIMILAR,
+        SEARCH_RESULTS,
         RUNS,
     )
 }

@@ -84,5 +84,9 @@ TASKS: dict[str, Task] = {
             "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder", *BACKBONES, "onnx"), "mobilenet-v2-imagenet",
             "a unit vector for similar-image search",
         ),
+        Task(
+            "search", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("text_image",), "text-image",
+            "the image's unit vector in a text-image space, for jobs.search --text (under the text model's name)",
+        ),
     )
 }  # fmt: skip

@@ -61,8 +61,11 @@ class Embedder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [N, C, H, W] -> {"vectors": float32 [N, dim], unit L2 norm}."""
-        pooled = self.pool(self.features(images))
-        return {"vectors": nn.functional.normalize(self.centre(self.project(pooled)), dim=1)}
+        return {"vectors": self.head(self.features(images))}
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The layers after ``features``: its maps float32 [N, C', H', W'] -> unit vectors float32 [N, dim]."""
+        return nn.functional.normalize(self.centre(self.project(self.pool(features))), dim=1)
 
 
 def pair_scores(
@@ -161,3 +164,29 @@ def contrastive_loss(
     similarity, positives, negatives = pair_scores(vectors, labels, memory)
     terms = torch.cat([(1 - similarity)[positives], torch.relu(similarity - margin)[negatives]])
     return terms.mean() if len(terms) else vectors.sum() * 0.0
+
+
+def pair_loss(
+    vectors: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, memory: Memory | None = None
+) -> torch.Tensor:
+    """Verification pairs: for each query one same pair (a positive drawn at random, target T = 1) and one
+    different pair (a negative drawn at random, T = 0), scored by the squared error of their cosine M against the
+    target, a different pair only above ``margin``: T (1 - M)^2 + (1 - T) max(0, M - margin)^2.
+
+    Unlike ``contrastive_loss`` (every pair of the batch, nearly all of them different), each query gives as many
+    same as different pairs, the balance a same/different decision is judged on; the square lets a pair far from its
+    target weigh more.
+
+    Args:
+        vectors: float32 [N, D], unit L2 norm; labels: int64 [N]; memory: see ``pair_scores``.
+    """
+    similarity, positives, negatives = pair_scores(vectors, labels, memory)
+    terms = []
+    for mask, same in ((positives, True), (negatives, False)):
+        usable = mask.any(dim=1)
+        if not usable.any():
+            continue
+        drawn = torch.multinomial(mask[usable].float(), 1).squeeze(1)
+        cosine = similarity[usable].gather(1, drawn[:, None]).squeeze(1)
+        terms.append((1 - cosine) ** 2 if same else torch.relu(cosine - margin) ** 2)
+    return torch.cat(terms).mean() if terms else vectors.sum() * 0.0

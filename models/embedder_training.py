@@ -21,15 +21,25 @@ import torch
 
 from models.augment import Augment, AugmentedViews
 from models.data import Preprocessing, table_loader
-from models.embedder import Embedder, Memory, contrastive_loss, multi_similarity_loss, triplet_loss_hard
+from models.embedder import (
+    Embedder,
+    Memory,
+    contrastive_loss,
+    multi_similarity_loss,
+    pair_loss,
+    triplet_loss_hard,
+)
 from models.train_loop import Optimiser, TrainSettings, seed_everything
 
 log = logging.getLogger("lakelens.train")
+# The false-accept rate the verification threshold is chosen for (jobs.search --verify).
+VERIFY_FAR = 0.01
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "multi_similarity": multi_similarity_loss,
     "triplet": triplet_loss_hard,
     "contrastive": contrastive_loss,
+    "pair": pair_loss,
 }
 
 
@@ -76,7 +86,8 @@ def train_embedder(
 
     Args:
         loss: "multi_similarity" (triplet mining with soft weighting of the hard pairs), "triplet" (the hinge
-            with the hardest positive and negative), or "contrastive" (all pairs).
+            with the hardest positive and negative), "contrastive" (all pairs) or "pair" (one same and one different
+            pair per image: same/different verification).
         margin: the loss's margin; None for its default.
         views: add one augmented view per row, a positive of its clean image.
         augment: how a view is made (default ``Augment()``).
@@ -151,7 +162,56 @@ def evaluate_embedder(
     if not queries:
         log.warning("recall@1 not measured on %s: no two rows share a label", url)
         return {"queries": 0.0, "rows": float(len(labels))}
-    return {"recall_at_1": recall_at_1(vectors, labels), "queries": float(queries), "rows": float(len(labels))}
+    return {
+        "recall_at_1": recall_at_1(vectors, labels),
+        **verification_scores(vectors, labels),
+        "queries": float(queries),
+        "rows": float(len(labels)),
+    }
+
+
+def verification_scores(
+    vectors: torch.Tensor, labels: torch.Tensor, false_accepts: float = VERIFY_FAR, max_rows: int = 4000
+) -> dict[str, float]:
+    """Same-or-different verification on every pair of rows (of the first ``max_rows`` with a label >= 0): a pair
+    is the same when the labels are equal, and is called same when its cosine is at least the threshold.
+
+    Returns:
+        {"verify_auc": ROC AUC of the cosine, "verify_threshold": the least cosine that accepts at most
+        ``false_accepts`` of the different pairs, "verify_tar": the share of same pairs it accepts, "verify_pairs"};
+        empty when the rows have no same or no different pair.
+    """
+    keep = labels >= 0
+    vectors, labels = vectors[keep][:max_rows].double(), labels[keep][:max_rows]
+    upper = torch.triu_indices(len(labels), len(labels), offset=1)
+    cosines = (vectors @ vectors.T)[upper[0], upper[1]]
+    same = labels[upper[0]] == labels[upper[1]]
+    if same.all() or not same.any():
+        return {}
+    different = cosines[~same].sort().values
+    # The threshold sits just above the different pair at the (1 - far) quantile: at most ``far`` of them reach it.
+    allowed = int(false_accepts * len(different))
+    threshold = float(different[len(different) - allowed - 1]) + 1e-6
+    return {
+        "verify_auc": roc_auc(cosines, same),
+        "verify_threshold": threshold,
+        "verify_tar": float((cosines[same] >= threshold).double().mean()),
+        "verify_pairs": float(len(cosines)),
+    }
+
+
+def roc_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """The probability that a random positive scores above a random negative (ties count half): the area under the
+    ROC curve, by the rank-sum (Mann-Whitney) formula. scores float [P], positive bool [P]."""
+    order = scores.argsort()
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=scores.dtype)
+    # Tied scores share the mean of their ranks.
+    values, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = torch.zeros_like(values).scatter_add_(0, inverse, ranks) / counts
+    ranks = mean_rank[inverse]
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def query_rows(labels: torch.Tensor) -> torch.Tensor:

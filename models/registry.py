@@ -40,6 +40,7 @@ ARCHITECTURES: dict[str, str] = {
     "detector": "models.detector:Detector",
     "segmenter": "models.segmenter:Segmenter",
     "captioner": "models.captioner:Captioner",
+    "text_image": "models.text_image:TextImage",
     "mobilenet_v2": "models.mobilenet_v2:MobileNetV2",
     "efficientnet_lite0": "models.efficientnet_lite:EfficientNetLite0",
 }
@@ -49,11 +50,14 @@ OUTPUT_NAMES: dict[str, tuple[str, str]] = {
     "detector": ("classes", "num_classes"),
     "segmenter": ("classes", "num_classes"),
     "captioner": ("vocabulary", "vocab_size"),
+    "text_image": ("vocabulary", "vocab_size"),
     "mobilenet_v2": ("classes", "num_classes"),
     "efficientnet_lite0": ("classes", "num_classes"),
 }
 # Architectures whose forward takes the image batch alone, so that registration can run them once on a blank one.
-IMAGES_ONLY = ("classifier", "detector", "segmenter", "embedder", "mobilenet_v2", "efficientnet_lite0")
+IMAGES_ONLY = (
+    "classifier", "detector", "segmenter", "embedder", "text_image", "mobilenet_v2", "efficientnet_lite0"
+)  # fmt: skip
 # The length of the "vectors" an architecture outputs where no arch_args.dim says it (pooled backbone features).
 FEATURE_DIMS = {"mobilenet_v2": 1280, "efficientnet_lite0": 1280}
 # Small default models made by this project (models/default/make.sh), installed into a lake's registry by the demo.

@@ -34,6 +34,8 @@ from models.embedder_training import evaluate_embedder, train_embedder
 from models.pretrained import BackboneStart
 from models.registry import Manifest, build_model
 from models.segmenter_training import evaluate_segmenter, train_segmenter
+from models.text_image import ImageTowerStart
+from models.text_image_training import PairTargets, SearchSettings, evaluate_text_image, train_text_image
 from models.train_loop import evaluate_classifier, train_classifier
 from models.vocabulary import Vocabulary, tokenize
 from stages.training_rows import (
@@ -49,9 +51,9 @@ from stages.training_rows import (
 )
 
 log = logging.getLogger("lakelens.train")
-KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner")
+KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner", "text_image")
 # Input side in pixels unless --size says otherwise: the detector needs more for objects of a few pixels.
-DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64}
+DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64, "text_image": 64}
 # Input side with a pretrained backbone: the 224 pixels of its ImageNet training (a multiple of its stride, 32).
 BACKBONE_SIZE = 224
 # Anchor sides (fractions of the image side) of a detector on a backbone, for photos' objects of every size.
@@ -66,7 +68,10 @@ DEFAULT_TARGET_COLUMN = {
     "detector": "labels",
     "segmenter": "mask",
     "captioner": "caption",
+    "text_image": "caption",
 }
+# Kinds that learn from captions: one row per caption.
+CAPTION_KINDS = ("captioner", "text_image")
 
 
 def training_targets(
@@ -97,35 +102,55 @@ def make_model(
     dim: int,
     vocabulary: Vocabulary | None,
     start: BackboneStart | None = None,
+    image_start: ImageTowerStart | None = None,
 ) -> tuple[nn.Module, dict]:
     """A model of ``kind`` and its architecture arguments (as the manifest records them): untrained, or with the
-    layers of a pretrained backbone holding the weights of ``start``."""
+    layers of a pretrained backbone holding the weights of ``start``, or (text_image) an image tower holding those
+    of a registered embedder, ``image_start``, whose arguments it takes."""
     if kind == "classifier":
         arch_args = {"num_classes": len(classes), "in_channels": channels, "multi_label": multi_label}
     elif kind == "embedder":
         arch_args = {"dim": dim, "in_channels": channels}
     elif kind == "captioner":
         arch_args = {"vocab_size": len(vocabulary), "in_channels": channels}
+    elif kind == "text_image":
+        arch_args = {"dim": dim, "in_channels": channels, "text_tower": "words" if vocabulary else "sentence",
+                     "vocab_size": len(vocabulary) if vocabulary else 0}  # fmt: skip
     else:
         arch_args = {"num_classes": len(classes), "in_channels": channels}
     if start is not None:
         arch_args["backbone"] = start.architecture
         if kind == "detector":  # objects in photos fill up to the whole frame, unlike the scenes' shapes
             arch_args["anchor_sizes"] = list(PHOTO_ANCHOR_SIZES)
+    if image_start is not None:
+        arch_args |= image_start.arch_args
     model = build_model(Manifest.new(kind, kind, arch_args))
     if start is not None:
         find_backbone(model).load_pretrained(start.state)
+    if image_start is not None:
+        model.image.load_state_dict(image_start.state, strict=True)
     return model, arch_args
 
 
-def trainer(kind: str, vocabulary: Vocabulary | None) -> tuple[Callable, Callable]:
+def trainer(
+    kind: str, vocabulary: Vocabulary | None, search: SearchSettings | None = None, match_key: bool = False,
+    loss: str = "multi_similarity",
+) -> tuple[Callable, Callable]:  # fmt: skip
     """(train, evaluate) of ``kind``: train(model, url, prep, settings, device) -> per-epoch history;
-    evaluate(model, url, prep, device) -> metrics."""
+    evaluate(model, url, prep, device) -> metrics. ``text_image`` reads its text with the words tower where
+    ``vocabulary`` is given, else with the sentence tower, makes its triples as ``search`` says, and with
+    ``match_key`` takes the snapshot's ``match_key`` for which images answer a caption; the embedder learns by
+    ``loss`` (``models.embedder_training.LOSSES``)."""
     if kind == "captioner":
         return partial(train_captioner, vocabulary=vocabulary), partial(evaluate_captioner, vocabulary=vocabulary)
+    if kind == "text_image":
+        words = tuple(vocabulary.words) if vocabulary else ()
+        targets = PairTargets("words" if vocabulary else "sentence", words, match_key)
+        return (partial(train_text_image, targets=targets, search=search or SearchSettings()),
+                partial(evaluate_text_image, targets=targets))  # fmt: skip
     return {
         "classifier": (train_classifier, evaluate_classifier),
-        "embedder": (train_embedder, evaluate_embedder),
+        "embedder": (partial(train_embedder, loss=loss), evaluate_embedder),
         "detector": (train_detector, evaluate_detector),
         "segmenter": (train_segmenter, evaluate_segmenter),
     }[kind]
@@ -167,9 +192,11 @@ def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
         column = args.label_column or DEFAULT_TARGET_COLUMN[args.model]
         if args.label_expr:
             table, column = table.withColumn("label_expr", F.expr(args.label_expr)), "label_expr"
-        if args.model == "captioner":
+        if args.model in CAPTION_KINDS:
             table = transform_one_caption_per_row(table, column)
         targets, classes, multi_label = training_targets(args.model, table, column, args.classes)
+        if args.model == "text_image" and args.match_expr:
+            targets["match_key"] = F.expr(args.match_expr).cast("long")
         chosen = table.where(args.where) if args.where else table
         rows = transform_training_rows(chosen, targets, args.holdout_percent)
         name = args.name or args.model
@@ -192,4 +219,7 @@ def take_snapshot(cfg: Config, args: argparse.Namespace) -> Snapshot:
             }
             pretraining = pretraining_captions(args.pretrain_captions, parts_captions)
             vocabulary = Vocabulary.build([*(c for c in parts_captions["train"] if c), *pretraining])
+        if args.model == "text_image" and args.text_tower == "words":
+            train_captions = spark.read.parquet(f"{folder}/train").select("caption").collect()
+            vocabulary = Vocabulary.build(r["caption"] for r in train_captions if r["caption"])
     return Snapshot(table_name, column, folder, counts, classes, multi_label, vocabulary, pretraining)

@@ -15,6 +15,7 @@ from models.data import Preprocessing, to_tensor_array
 from models.detection_metrics import mean_average_precision
 from models.masks import confusion_matrix, decode_mask, mean_iou
 from models.registry import BUNDLED, load_model, model_names
+from models.text_image import query_vectors
 from models.vocabulary import Vocabulary, tokenize
 
 KINDS = ["captioner", "classifier", "detector", "embedder", "segmenter"]
@@ -38,7 +39,7 @@ def load(name: str, scenes: tuple[Path, pd.DataFrame]) -> tuple[torch.nn.Module,
 
 
 def test_every_default_is_there_small_and_made_by_a_recorded_command() -> None:
-    assert model_names(BUNDLED) == KINDS
+    assert model_names(BUNDLED) == sorted([*KINDS, "text-image"])  # the five kinds, and the search task's model
     assert sum(f.stat().st_size for f in BUNDLED.rglob("*") if f.is_file()) < 20 * 2**20
     for name in KINDS:
         _, manifest = load_model(BUNDLED, name)  # the weights match their recorded SHA-256 and architecture
@@ -101,3 +102,19 @@ def test_the_embedder_puts_near_duplicates_first(scenes) -> None:
     groups = scenes[1].dup_group.tolist()
     queries = [i for i, g in enumerate(groups) if not pd.isna(g)]
     assert queries and all(groups[nearest[i]] == groups[i] for i in queries)
+
+
+def test_the_text_image_model_finds_new_scenes_by_their_captions(scenes) -> None:
+    model, manifest, pixels = load("text-image", scenes)
+    assert manifest.architecture == "text_image" and manifest.command.startswith("python -m jobs.train")
+    assert manifest.training["image_model"] == "embedder v2" and manifest.training["negatives"] == "hardest"
+    truth = scenes[1]
+    keys = [tuple(sorted(zip(*objects, strict=True))) for objects in zip(truth.labels, truth.colours, truth.sizes,
+                                                                          strict=True)]  # fmt: skip
+    with torch.no_grad():
+        images = model(pixels)["vectors"]
+    queries = query_vectors(model, list(truth.caption), Vocabulary(manifest.vocabulary))
+    best = (queries @ images.T).topk(3, dim=1).indices
+    # A hit: one of a caption's three best scenes has its objects (its own scene, or one with the same objects).
+    hits = [any(keys[j] == keys[i] for j in row) for i, row in enumerate(best.tolist())]
+    assert sum(hits) / len(hits) >= 0.9

@@ -16,11 +16,18 @@ from PIL import Image
 
 from models.augment import Augment, AugmentedViews
 from models.data import Preprocessing
-from models.embedder import Embedder, GeneralisedMeanPool, contrastive_loss, multi_similarity_loss, triplet_loss_hard
-from models.embedder_training import evaluate_embedder, recall_at_1, train_embedder
+from models.embedder import (
+    Embedder,
+    GeneralisedMeanPool,
+    contrastive_loss,
+    multi_similarity_loss,
+    pair_loss,
+    triplet_loss_hard,
+)
+from models.embedder_training import evaluate_embedder, recall_at_1, roc_auc, train_embedder, verification_scores
 from models.train_loop import TrainSettings
 
-LOSSES = [triplet_loss_hard, multi_similarity_loss, contrastive_loss]
+LOSSES = [triplet_loss_hard, multi_similarity_loss, contrastive_loss, pair_loss]
 
 
 def unit(rows: list[list[float]]) -> torch.Tensor:
@@ -103,7 +110,8 @@ def test_multi_similarity_weighs_only_violating_pairs() -> None:
 @pytest.mark.parametrize("loss_fn", LOSSES)
 def test_a_batch_without_pairs_contributes_nothing(loss_fn) -> None:
     v = torch.nn.functional.normalize(torch.randn(3, 4, requires_grad=True), dim=1)
-    loss = loss_fn(v, torch.tensor([0, 1, 2])) if loss_fn is not contrastive_loss else loss_fn(v[:1], torch.tensor([0]))
+    pairs_of_any_kind = loss_fn in (contrastive_loss, pair_loss)
+    loss = loss_fn(v[:1], torch.tensor([0])) if pairs_of_any_kind else loss_fn(v, torch.tensor([0, 1, 2]))
     assert loss.item() == 0.0
     loss.backward()  # still differentiable
 
@@ -205,3 +213,34 @@ def test_unknown_loss_is_refused() -> None:
     with pytest.raises(ValueError, match="loss must be one of"):
         train_embedder(Embedder(dim=4), "file:///nowhere", Preprocessing(size=8), TrainSettings(epochs=1),
                        torch.device("cpu"), loss="arcface")  # fmt: skip
+
+
+def test_pair_loss_by_hand() -> None:
+    u, w = [1.0, 0.0], [0.8, 0.6]  # cosine 0.8
+    vectors = unit([u, u, w, w])
+    labels = torch.tensor([0, 0, 1, 1])
+    # Same pairs at cosine 1 cost nothing; each query's different pair costs (0.8 - 0.3)^2: the mean of 4 x 0
+    # and 4 x 0.25.
+    assert pair_loss(vectors, labels, margin=0.3).item() == pytest.approx(0.125)
+    assert pair_loss(vectors, labels, margin=0.9).item() == pytest.approx(0.0, abs=1e-9)
+    apart = unit([[1.0, 0.0], [0.6, 0.8], [0.0, -1.0], [0.0, -1.0]])
+    # Query 0 and 1: same pair at cosine 0.6 -> 0.16 each; queries 2, 3: same pair at 1 -> 0; different pairs are
+    # below the margin (cosines -0.8 and 0): 0.
+    assert pair_loss(apart, labels, margin=0.3).item() == pytest.approx(0.32 / 8)
+
+
+def test_roc_auc_and_the_threshold_for_one_percent_false_accepts() -> None:
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8], dtype=torch.float64)
+    assert roc_auc(scores, torch.tensor([False, False, True, True])) == 0.75
+    assert roc_auc(torch.tensor([0.5, 0.5], dtype=torch.float64), torch.tensor([True, False])) == 0.5  # a tie: half
+    # Two classes of 30 near-identical vectors each, far apart: every same pair is accepted, no different one.
+    torch.manual_seed(0)
+    centres = unit([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    vectors = torch.nn.functional.normalize(centres.repeat_interleave(30, 0) + 0.01 * torch.randn(60, 3), dim=1)
+    labels = torch.arange(2).repeat_interleave(30)
+    scores = verification_scores(vectors, labels)
+    assert scores["verify_auc"] == 1.0 and scores["verify_tar"] == 1.0 and scores["verify_pairs"] == 60 * 59 / 2
+    different = (vectors[:30] @ vectors[30:].T).double().flatten().sort().values
+    assert scores["verify_threshold"] == pytest.approx(different[-10].item() + 1e-6)  # 9 of 900 above it: 1 %
+    assert (different >= scores["verify_threshold"]).double().mean() <= 0.01
+    assert verification_scores(vectors[:30], labels[:30]) == {}  # no different pair: nothing to decide

@@ -1,5 +1,5 @@
 """The defaults are for photos: base.yaml runs the pretrained photo models, which a writer job installs where the
-registry lacks them; conf/scenes.yaml (the demo's setup) runs the five scene models."""
+registry lacks them; conf/scenes.yaml (the demo's setup) runs the scene models."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from models.registry import RegistryError, model_names
 from stages.annotate import checked_manifest, install_missing_models
 
 SCENE_MODELS = {
-    "classify": "classifier", "detect": "detector", "segment": "segmenter", "caption": "captioner", "embed": "embedder"
+    "classify": "classifier", "detect": "detector", "segment": "segmenter", "caption": "captioner", "embed": "embedder",
+    "search": "text-image",
 }  # fmt: skip
 
 
@@ -27,7 +28,7 @@ def test_base_runs_the_photo_models_and_scenes_yaml_the_scene_models() -> None:
     }
     assert photos.annotate.precision == "float32"
     scenes = load_config(SCENES)
-    assert scenes.annotate.tasks == ("classify", "detect", "segment", "caption", "embed")
+    assert scenes.annotate.tasks == ("classify", "detect", "segment", "caption", "embed", "search")
     assert dict(scenes.annotate.models) == SCENE_MODELS
 
 

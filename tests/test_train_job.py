@@ -18,6 +18,8 @@ from models.classifier import Classifier
 from models.data import Preprocessing, to_tensor_array
 from models.pretrained import IMAGENET_MEAN, IMAGENET_STD
 from models.registry import RegistryError, load_model
+from models.text_image import query_vectors
+from models.vocabulary import Vocabulary
 from stages.training_rows import label_targets, load_snapshot, small_groups, transform_training_rows
 
 
@@ -134,3 +136,37 @@ def test_train_job_starts_from_a_frozen_pretrained_backbone(
 
     with pytest.raises(RegistryError, match="is a classifier, not a backbone"):  # refused before any work
         main([*args, "--data", "shapes", "--name", "x", "--backbone", "colours-bb"])
+
+
+def test_train_job_text_image_puts_captions_near_their_images(spark, cfg, tmp_path: Path, capsys) -> None:
+    captions = ["a red noisy square", "a green noisy square", "a blue noisy square"]
+    rows = pd.DataFrame(
+        {
+            "image_id": [f"img{i:03d}" for i in range(60)],
+            "bytes": [coloured_image(i % 3, i) for i in range(60)],
+            "caption": [captions[i % 3] for i in range(60)],
+            "colour": [i % 3 for i in range(60)],
+        }
+    )
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.lake.database}")
+    spark.createDataFrame(rows).write.saveAsTable(f"{cfg.lake.database}.captioned")
+    args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}", "--set",
+            f"models.registry={tmp_path}", "--set", "spark.master=local[2]", "--data", "captioned", "--size", "16",
+            "--holdout-percent", "25"]  # fmt: skip
+    assert main([*args, "--model", "text_image", "--epochs", "6", "--batch-size", "12", "--dim", "8",
+                 "--match-expr", "colour", "--negatives", "mined", "--name", "colour-text"]) == 0  # fmt: skip
+    model, manifest = load_model(tmp_path, "colour-text")
+    assert manifest.architecture == "text_image" and manifest.arch_args["text_tower"] == "words"
+    assert {"negatives": "mined", "semi_hard": True, "match": "colour"}.items() <= manifest.training.items()
+    assert "noisy" in manifest.vocabulary and manifest.metrics["holdout_recall_at_1"] == 1.0
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
+    with torch.no_grad():
+        images = model(torch.stack([torch.from_numpy(to_tensor_array(coloured_image(c, 900), prep)) for c in range(3)]))
+    queries = query_vectors(model, ["a green square", "blue"], Vocabulary(manifest.vocabulary))
+    assert (queries @ images["vectors"].T).argmax(dim=1).tolist() == [1, 2]
+
+    assert main([*args, "--model", "embedder", "--loss", "pair", "--epochs", "6", "--batch-size", "24", "--dim", "8",
+                 "--label-column", "colour", "--name", "colour-pairs"]) == 0  # fmt: skip
+    _, manifest = load_model(tmp_path, "colour-pairs")
+    assert manifest.training["loss"] == "pair" and manifest.metrics["holdout_verify_auc"] > 0.95
+    assert -1 < manifest.metrics["holdout_verify_threshold"] < 1 and manifest.metrics["holdout_verify_tar"] > 0.5
