@@ -27,7 +27,7 @@ from models.registry import Manifest, save_model
 from models.search_losses import NEGATIVES
 from models.text_image import TEXT_TOWERS, image_tower_start
 from models.text_image_training import SearchSettings, search_fields
-from models.train_loop import BACKBONE_LR_SCALE, TrainSettings, pick_device
+from models.train_loop import BACKBONE_LR_SCALE, TrainSettings, pick_device, seed_everything
 from stages.training import BACKBONE_SIZE, DEFAULT_SIZE, KINDS, make_model, take_snapshot, trainer
 
 
@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prep = Preprocessing(args.size, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
     settings = TrainSettings(args.epochs, args.batch_size, args.lr, args.seed)
     device = pick_device()
+    seed_everything(args.seed)  # the weights' start, as --seed says: the same command makes the same model
     model, arch_args = make_model(
         args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary, start, image_start
     )

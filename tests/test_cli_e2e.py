@@ -95,16 +95,17 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert f"lake:         file:{lake}" in first.stdout
     assert f"report:       {lake}/report/index.html" in first.stdout and (lake / "report" / "index.html").is_file()
     for line in ("classify: classifier v1 -> labels", "detect: detector v1 -> detections", "segment: segmenter v1 ->",
-                 "caption: captioner v2 -> captions", "embed: embedder v2 -> embeddings"):  # fmt: skip
+                 "caption: captioner v2 -> captions", "embed: embedder v2 -> embeddings",
+                 "search: text-image v1 -> embeddings"):  # fmt: skip
         assert line in first.stdout
-    assert first.stdout.count("annotated 40 (good 40 + errors 0), already done 0") == 5
+    assert first.stdout.count("annotated 40 (good 40 + errors 0), already done 0") == 6  # conf/scenes.yaml's tasks
     assert "near-duplicates (minhash-" in first.stdout and "hashed 40 new of 40 images (0 error rows)" in first.stdout
     assert "similar (exact-" in first.stdout and "indexed 40 new of 40 embedded images" in first.stdout
 
     again = run("./build.sh", "demo", "--n", "40", "--lake", str(lake))
     assert again.returncode == 0, again.stderr
     assert "listed 40, unchanged 40, read 0 (good 0 + errors 0), new images 0" in again.stdout
-    assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 5
+    assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 6
     assert "hashed 0 new of 40 images" in again.stdout and "indexed 0 new of 40 embedded images" in again.stdout
 
     counted = "SELECT count(*) AS n, count(DISTINCT uri) AS uris FROM images"
