@@ -155,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--data is required to train")
     if args.freeze_backbone and not args.backbone:
         parser.error("--freeze-backbone needs --backbone")
+    size_given = args.size is not None
     args.size = args.size or (BACKBONE_SIZE if args.backbone else DEFAULT_SIZE[args.model])
     if args.backbone and (args.channels != 3 or args.size % BACKBONE_STRIDE):
         parser.error(f"--backbone takes RGB input (--channels 3) at a multiple of {BACKBONE_STRIDE} pixels (--size)")
@@ -162,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--image-model is for --model text_image, without --backbone")
     start = backbone_start(registry, args.backbone) if args.backbone else None
     image_start = image_tower_start(registry, args.image_model) if args.image_model else None
-    if image_start and "--size" not in (argv if argv is not None else sys.argv[1:]):
+    if image_start and not size_given:
         args.size = image_start.preprocessing.size  # the input its layers were trained at
 
     snap = take_snapshot(cfg, args)

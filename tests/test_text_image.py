@@ -15,9 +15,9 @@ from images import coloured_image
 
 from lakelens.errors import InputError
 from models.data import Preprocessing, to_tensor_array
-from models.registry import Manifest, load_model, save_model
+from models.registry import Manifest, RegistryError, load_model, save_model
 from models.search_losses import hardest_negatives, hinge_loss, match_matrix, mined_negatives, random_negatives
-from models.text_image import TextImage, WordTower, query_vectors, text_input
+from models.text_image import TextImage, WordTower, image_tower_start, query_vectors, text_input
 from models.text_image_training import (
     PairTargets,
     SearchSettings,
@@ -29,6 +29,7 @@ from models.text_image_training import (
 )
 from models.train_loop import TrainSettings
 from models.vocabulary import Vocabulary
+from stages.training import make_model
 
 CAPTIONS = ["a red noisy square", "a green noisy square", "a blue noisy square"]  # tests/images COLOURS
 TINY = {"dim": 16, "widths": (8, 16), "text_width": 16}
@@ -190,3 +191,16 @@ def test_a_frozen_image_tower_s_maps_are_made_once_and_give_the_same_vectors(pai
         model.eval()
         assert torch.allclose(frozen.image_vectors(model, rows, torch.device("cpu")),
                               pairs.image_vectors(model, rows, torch.device("cpu")), atol=1e-2)  # fmt: skip
+
+
+def test_the_image_tower_starts_from_a_registered_embedder_and_refuses_other_models(tmp_path: Path) -> None:
+    start = image_tower_start(tmp_path, "embedder")  # the bundled scene embedder, installed where missing
+    assert start.ref == "embedder v2" and start.arch_args == {"dim": 64, "in_channels": 3}
+    assert start.preprocessing.size == 64
+    vocabulary = Vocabulary.build(CAPTIONS)
+    model, arch_args = make_model("text_image", [], False, 3, 16, vocabulary, image_start=start)
+    assert arch_args["dim"] == 64 and arch_args["vocab_size"] == len(vocabulary)  # the embedder's length wins
+    embedder, _ = load_model(tmp_path, "embedder")
+    assert all(torch.equal(v, embedder.state_dict()[k]) for k, v in model.image.state_dict().items())
+    with pytest.raises(RegistryError, match="is a classifier, not an embedder"):
+        image_tower_start(tmp_path, "classifier")
