@@ -1,7 +1,8 @@
 """The report of a lake: one HTML page with PNG figures (``jobs.report`` and the demo write it).
 
 It shows sample images with their detection boxes, segmentation overlays, labels and captions; near-duplicate
-groups side by side; the most similar images of a few images; a 2-D map (PCA) of the embeddings coloured by label;
+groups side by side; the most similar images of a few images; a few captions as text queries with the images the
+search model ranks first; a 2-D map (PCA) of the embeddings coloured by label;
 and the latest run's counts, errors and timings per stage. It reads the rows the current configuration's models
 and index parameters made. Open ``DIR/index.html`` in a browser; the folder can be copied anywhere.
 
@@ -39,8 +40,10 @@ from lakelens.figures import (
 from lakelens.imaging import decode_rgb
 from lakelens.lake import has_rows, lake_uri, read_table
 from lakelens.schemas import CAPTIONS, DETECTIONS, DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, RUNS, SEGMENTS, SIMILAR
+from models.vocabulary import tokenize
 from stages.annotate import configured_manifest
 from stages.index import near_dup_params, similar_params
+from stages.search import SearchError, best_k, lake_vectors, text_vectors
 
 log = logging.getLogger("lakelens.report")
 SIDE = 256  # pixels of a sample's longer side
@@ -225,6 +228,43 @@ def similar_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Seq
     page.sections.append(f"<h2>Most similar images</h2>{''.join(blocks) or '<p>No top-k lists yet.</p>'}")
 
 
+def search_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Sequence[str], n: int, k: int = 4):
+    """Search by text: the captions of the first ``n`` of ``image_ids`` that have one (else their labels) as
+    queries, each with the ``k`` images the search model ranks first (``stages.search``)."""
+    if "search" not in cfg.annotate.tasks or n < 1:
+        return
+    said = _pinned(read_table(spark, cfg, CAPTIONS), "caption", cfg).where(F.col("image_id").isin(list(image_ids)))
+    queries = [r.caption for r in said.where(F.col("caption").isNotNull()).orderBy("image_id").collect()]
+    if not queries:
+        labelled = _pinned(read_table(spark, cfg, LABELS), "classify", cfg).where(
+            F.col("image_id").isin(list(image_ids))
+        )
+        queries = [r.label for r in labelled.where(F.col("label").isNotNull()).orderBy("image_id").collect()]
+    queries = list(dict.fromkeys(q for q in queries if tokenize(q)))[:n]
+    if not queries:
+        page.sections.append("<h2>Search by text</h2><p>No captions or labels to search by yet.</p>")
+        return
+    try:
+        vectors, manifest = text_vectors(cfg, queries)
+        ids, images = lake_vectors(cfg, manifest)
+    except SearchError as exc:
+        page.sections.append(f"<h2>Search by text</h2><p>{html.escape(str(exc))}</p>")
+        return
+    best = best_k(vectors, ids, images, k)
+    wanted = sorted({image_id for hits in best for image_id, _ in hits})
+    found = {r.image_id: r for r in read_table(spark, cfg, IMAGES).where(F.col("image_id").isin(wanted))
+             .select("image_id", "uri", "bytes").collect()}  # fmt: skip
+    blocks = []
+    for query, hits in zip(queries, best, strict=True):
+        pictures = [_thumb(page, cfg, found[i], f"{html.escape(file_name(found[i].uri))}<br>#{rank} cosine {score:.3f}")
+                    for rank, (i, score) in enumerate(hits, 1)]  # fmt: skip
+        blocks.append(f'<div class="row"><p>&ldquo;{html.escape(query)}&rdquo;</p>{"".join(pictures)}</div>')
+    page.sections.append(f"<h2>Search by text</h2><p>The sample images' captions (or labels) as queries, each with "
+                         f"the {k} images {html.escape(manifest.name)} {manifest.version} ranks first (jobs.search "
+                         "--text)."
+                         f"</p>{''.join(blocks)}")  # fmt: skip
+
+
 def map_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> None:
     """A 2-D PCA map of up to ``n`` embeddings, coloured by the classifier's label."""
     if "embed" not in cfg.annotate.tasks:
@@ -278,7 +318,7 @@ def page_html(cfg: Config, sections: Sequence[str]) -> str:
 
 
 def write_report(spark: SparkSession, cfg: Config, out: Path, samples: int = 8, groups: int = 6, similar: int = 4,
-                 map_points: int = 3000) -> Path:  # fmt: skip
+                 map_points: int = 3000, searches: int = 3) -> Path:  # fmt: skip
     """Write ``out/index.html`` and its figures (replacing an earlier report there); returns the page's path."""
     if (out / "figures").exists():
         shutil.rmtree(out / "figures")
@@ -288,6 +328,7 @@ def write_report(spark: SparkSession, cfg: Config, out: Path, samples: int = 8, 
     shown = sample_section(spark, cfg, page, samples)
     groups_section(spark, cfg, page, groups)
     similar_section(spark, cfg, page, shown, similar)
+    search_section(spark, cfg, page, shown, searches)
     map_section(spark, cfg, page, map_points)
     (out / "index.html").write_text(page_html(cfg, page.sections))
     log.info("report: %d figures in %s", page.figures, out)

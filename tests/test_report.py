@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from conftest import SCENES
 from PIL import Image
+from pyspark.sql import functions as F
 
 from lakelens.config import Config, ModelsConfig, load_config
 from lakelens.figures import class_colour
 from lakelens.lake import lake_uri, read_table
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import DUP_GROUPS, IMAGES, SIMILAR
+from lakelens.schemas import CAPTIONS, DUP_GROUPS, IMAGES, SIMILAR
 from models.registry import BUNDLED, install_bundled
 from stages.nightly import nightly
 from stages.report import colour_key, page_html, write_report
@@ -49,7 +50,8 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
 
     page = write_report(spark, lake, tmp_path / "report", samples=4, groups=3, similar=2)
     text = page.read_text()
-    for heading in ("Latest run", "Sample images", "Near-duplicate groups", "Most similar images", "Embedding map"):
+    for heading in ("Latest run", "Sample images", "Near-duplicate groups", "Most similar images", "Search by text",
+                    "Embedding map"):  # fmt: skip
         assert f"<h2>{heading}</h2>" in text
     for stage in ("ingest", "annotate", "index:near_dup", "index:similar", "nightly"):
         assert f"<td>{stage}</td><td>done</td>" in text
@@ -64,9 +66,20 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     listed = Counter(r.image_id for r in read_table(spark, lake, SIMILAR).where("rank <= 5").collect())
     shown = sorted(i for i in samples if listed[i])[:2]
     assert shown
-    # 4 samples x (boxes, mask) + 2 colour keys + group members + each shown image and its neighbours + the map.
+    # 4 samples x (boxes, mask) + 2 colour keys + group members + each shown image and its neighbours + 3 text
+    # queries x their 4 best images + the map.
     members = sum(min(6, s) for s in group_sizes if s > 1)
-    assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 1
+    assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 1
+    # The text queries are the first sample images' captions, each with 4 images ranked by cosine, best first.
+    searched = text.split("<h2>Search by text</h2>")[1].split("</section>")[0]
+    captions = read_table(spark, lake, CAPTIONS).where(F.col("image_id").isin(samples)).orderBy("image_id").collect()
+    queries = re.findall(r"<p>&ldquo;(.*?)&rdquo;</p>", searched)
+    assert queries == list(dict.fromkeys(html.escape(r.caption) for r in captions))[:3]
+    ranked = re.findall(r"<br>#(\d) cosine (-?[0-9.]+)</figcaption>", searched)
+    assert [int(r) for r, _ in ranked] == [1, 2, 3, 4] * 3
+    for block in range(3):
+        scores = [float(c) for _, c in ranked[4 * block : 4 * block + 4]]
+        assert scores == sorted(scores, reverse=True)
     # Each image of the similar rows is captioned with its file name, as a near-duplicate group's members are.
     similar = text.split("<h2>Most similar images</h2>")[1].split("</section>")[0]
     captioned = re.findall(r'<figure><img [^>]*alt="([^"]+)"[^>]*><figcaption>(.*?)</figcaption></figure>', similar)
