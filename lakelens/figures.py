@@ -171,6 +171,16 @@ def pca_2d(vectors: np.ndarray) -> np.ndarray:
     return centred @ components[:2].T
 
 
+def tsne_2d(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 2-D t-SNE embedding of the rows of ``vectors`` ([n, d] -> [n, 2], n >= 3): neighbours stay neighbours,
+    which a linear map (PCA) cannot keep for clusters that differ in many directions. Started from the PCA map and
+    seeded, so the same vectors give the same map; the perplexity is at most 30 and below n."""
+    from sklearn.manifold import TSNE  # noqa: PLC0415 - scikit-learn is only needed where a report is made
+
+    perplexity = float(min(30, max(1, (len(vectors) - 1) // 3)))
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(vectors)
+
+
 DOT = 2.5  # a map point's radius in pixels
 FRAME = (200, 200, 200)  # the map's frame line
 

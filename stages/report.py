@@ -2,7 +2,7 @@
 
 It shows sample images with their detection boxes, segmentation overlays, labels and captions; near-duplicate
 groups side by side; the most similar images of a few images; a few captions as text queries with the images the
-search model ranks first; a 2-D map (PCA) of the embeddings coloured by label;
+search model ranks first; 2-D maps (PCA and t-SNE) of the embeddings coloured by label;
 and the latest run's counts, errors and timings per stage. It reads the rows the current configuration's models
 and index parameters made. Open ``DIR/index.html`` in a browser; the folder can be copied anywhere.
 
@@ -34,6 +34,7 @@ from lakelens.figures import (
     png,
     scatter,
     thumbnail,
+    tsne_2d,
     with_boxes,
     with_mask,
 )
@@ -266,7 +267,7 @@ def search_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Sequ
 
 
 def map_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> None:
-    """A 2-D PCA map of up to ``n`` embeddings, coloured by the classifier's label."""
+    """2-D maps (PCA and t-SNE) of up to ``n`` embeddings, coloured by the classifier's label."""
     if "embed" not in cfg.annotate.tasks:
         return
     vectors = _pinned(read_table(spark, cfg, EMBEDDINGS), "embed", cfg).where(F.col("vector").isNotNull())
@@ -276,12 +277,16 @@ def map_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> None:
         page.sections.append("<h2>Embedding map</h2><p>Too few embeddings for a map.</p>")
         return
     labels = [r.label or NO_LABEL for r in rows]
-    points = pca_2d(np.array([r.vector for r in rows], np.float32))
+    vectors = np.array([r.vector for r in rows], np.float32)
     names = sorted(set(labels))
-    shown = scatter(points, labels, page.colours(names))
-    picture = page.figure(shown, f"embeddings, first two principal components, colours: {', '.join(names)}")
-    page.sections.append(f"<h2>Embedding map</h2><p>{len(rows)} embeddings, first two principal components "
-                         f"(PCA), coloured by label.</p>{picture}")  # fmt: skip
+    key = page.colours(names)
+    pictures = [
+        page.figure(scatter(points, labels, key), f"embeddings, {how}, colours: {', '.join(names)}")
+        for points, how in ((pca_2d(vectors), "first two principal components"), (tsne_2d(vectors), "t-SNE"))
+    ]
+    page.sections.append(f"<h2>Embedding map</h2><p>{len(rows)} embeddings coloured by label: their first two "
+                         "principal components (PCA), and t-SNE (neighbours kept neighbours).</p>"
+                         f'<div class="row">{"".join(pictures)}</div>')  # fmt: skip
 
 
 STYLE = """

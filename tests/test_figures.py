@@ -23,6 +23,7 @@ from lakelens.figures import (
     plot_area,
     scatter,
     thumbnail,
+    tsne_2d,
     with_boxes,
     with_mask,
 )
@@ -81,6 +82,20 @@ def test_pca_finds_the_direction_of_largest_spread() -> None:
     mapped = pca_2d(points)
     assert mapped.shape == (500, 2)
     assert abs(np.corrcoef(mapped[:, 0], points[:, 0])[0, 1]) > 0.99
+
+
+def test_tsne_keeps_neighbours_together_and_is_repeatable() -> None:
+    # Four clusters that differ along four orthogonal directions: a 2-D linear map must overlap two of them.
+    rng = np.random.default_rng(0)
+    centres = np.eye(16)[:4] * 10
+    points = np.concatenate([c + rng.standard_normal((40, 16)) for c in centres]).astype(np.float32)
+    labels = np.repeat(np.arange(4), 40)
+    mapped = tsne_2d(points)
+    assert mapped.shape == (160, 2) and np.array_equal(mapped, tsne_2d(points))
+    nearest = np.linalg.norm(mapped[:, None] - mapped[None], axis=2)
+    np.fill_diagonal(nearest, np.inf)
+    assert (labels[nearest.argmin(axis=1)] == labels).mean() == 1.0
+    assert tsne_2d(points[:3]).shape == (3, 2)  # the fewest points a map takes
 
 
 def test_scatter_paints_each_label_in_its_colour_and_names_it() -> None:

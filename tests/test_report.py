@@ -67,9 +67,9 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     shown = sorted(i for i in samples if listed[i])[:2]
     assert shown
     # 4 samples x (boxes, mask) + 2 colour keys + group members + each shown image and its neighbours + 3 text
-    # queries x their 4 best images + the map.
+    # queries x their 4 best images + the two maps (PCA, t-SNE).
     members = sum(min(6, s) for s in group_sizes if s > 1)
-    assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 1
+    assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 2
     # The text queries are the first sample images' captions, each with 4 images ranked by cosine, best first.
     searched = text.split("<h2>Search by text</h2>")[1].split("</section>")[0]
     captions = read_table(spark, lake, CAPTIONS).where(F.col("image_id").isin(samples)).orderBy("image_id").collect()
@@ -90,9 +90,11 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     # the key of the models' vocabulary; and no key shows one colour for two classes. A key's alt names its rows.
     key = colour_key(lake)
     shown_keys = re.findall(r'<img src="([^"]+)" alt="(?:box|mask) colours: ([^"]+)"', text)
-    ((plot, plotted),) = re.findall(r'<img src="([^"]+)" alt="embeddings[^"]*colours: ([^"]+)"', text)
+    maps = re.findall(r'<img src="([^"]+)" alt="embeddings, ([^,"]+)[^"]*colours: ([^"]+)"', text)
+    assert [how for _, how, _ in maps] == ["first two principal components", "t-SNE"]
     assert len(shown_keys) == 2
-    for src, names, left, top in [(s, n, 0, 0) for s, n in shown_keys] + [(plot, plotted, 720 - 170, 10)]:
+    plotted = [(src, names, 720 - 170, 10) for src, _, names in maps]
+    for src, names, left, top in [(s, n, 0, 0) for s, n in shown_keys] + plotted:
         pixels, rows = np.asarray(Image.open(page.parent / src).convert("RGB")), html.unescape(names).split(", ")
         swatches = [tuple(pixels[top + 11 + 16 * row, left + 11]) for row in range(len(rows))]
         assert swatches == [key[name] for name in rows] and len(set(swatches)) == len(rows)
