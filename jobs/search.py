@@ -29,6 +29,7 @@ from lakelens.spark import job_session
 from models.vocabulary import tokenize
 from stages.search import (
     SearchError,
+    no_vectors,
     query_id,
     search_text,
     text_vectors,
@@ -87,10 +88,7 @@ def search_batch(spark: SparkSession, cfg: Config, source: str, k: int) -> dict:
     )
     images = vectors.count()
     if not images:
-        raise SearchError(
-            f"the lake has no image vectors from the text model {manifest.name} {manifest.version} yet: run "
-            "python -m jobs.annotate --tasks search (or jobs.nightly with search in annotate.tasks) first"
-        )
+        raise no_vectors(manifest)
     searched_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
     results = transform_search_results(vectors, queries, matrix, k, manifest, searched_at)
     replace_partition(results, cfg, SEARCH_RESULTS, model=manifest.name, model_version=manifest.version)

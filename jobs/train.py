@@ -181,9 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.freeze_backbone:
         find_backbone(model).requires_grad_(False)
-    backbone = {"backbone": start.ref, "backbone_frozen": args.freeze_backbone} if start else {}
+    # The weights the model started from, where not random: a backbone, or (text_image) an embedder.
+    started_from = {"backbone": start.ref, "backbone_frozen": args.freeze_backbone} if start else {}
     if image_start:
-        backbone = {"image_model": image_start.ref}
+        started_from = {"image_model": image_start.ref}
     search = SearchSettings(args.negatives, args.margin, args.warmup_epochs, args.mine_top, args.semi_hard)
     train, evaluate = trainer(args.model, snap.vocabulary, search, bool(args.match_expr), args.loss)
     pretrained = {}
@@ -217,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lr": args.lr,
             "seed": args.seed,
             "device": str(device),
-            **backbone,
+            **started_from,
             **pretrained,
             **(search_fields(search, args.text_tower, args.match_expr) if args.model == "text_image" else {}),
             **({"loss": args.loss} if args.model == "embedder" else {}),

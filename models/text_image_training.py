@@ -245,14 +245,19 @@ def _mine(model: TextImage, pairs: Pairs, device: torch.device, top: int, semi_h
     return torch.cat(out)
 
 
-def _vectors(model: TextImage, pairs: Pairs, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Query vectors and image vectors float32 [N, dim] of every row, on the CPU, by the model in eval mode."""
+def _vectors(
+    model: TextImage, pairs: Pairs, device: torch.device, text_rows: torch.Tensor | None = None,
+    image_rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Query vectors float32 [T, dim] of ``text_rows`` and image vectors float32 [I, dim] of ``image_rows`` (each
+    default: every row), on the CPU, by the model in eval mode."""
+    every = torch.arange(len(pairs))
     model.eval()
-    queries, images = [], []
     with torch.inference_mode():
-        for rows in torch.arange(len(pairs)).split(256):
-            queries.append(model.text_vectors(pairs.text[rows].to(device)).float().cpu())
-            images.append(pairs.image_vectors(model, rows, device).float().cpu())
+        queries = [model.text_vectors(pairs.text[rows].to(device)).float().cpu()
+                   for rows in (every if text_rows is None else text_rows).split(256)]  # fmt: skip
+        images = [pairs.image_vectors(model, rows, device).float().cpu()
+                  for rows in (every if image_rows is None else image_rows).split(256)]  # fmt: skip
     return torch.cat(queries), torch.cat(images)
 
 
@@ -262,20 +267,23 @@ def evaluate_text_image(
     """Text-to-image recall@1, @5, @10 over the table at ``url``: each distinct caption is a query over the
     table's distinct images. Returns {"recall_at_1", "recall_at_5", "recall_at_10", "queries", "images", "rows"}."""
     pairs = load_pairs(url, prep, targets)
-    queries, images = _vectors(model.to(device), pairs, device)
-    return {**text_to_image_recall(queries, images, pairs), "rows": float(len(pairs))}
+    query_rows, image_rows = _first_rows(pairs.text_keys), _first_rows(pairs.image_keys)
+    # Each distinct image once through the image tower (a COCO photo has five caption rows).
+    queries, images = _vectors(model.to(device), pairs, device, query_rows, image_rows)
+    return {**text_to_image_recall(queries, images, pairs, query_rows, image_rows), "rows": float(len(pairs))}
 
 
-def text_to_image_recall(queries: torch.Tensor, images: torch.Tensor, pairs: Pairs) -> dict[str, float]:
-    """Recall@k of every distinct caption (its first row's query vector) over the distinct images (their first
-    row's vector): a hit when one of the k best images matches it (same image, or same caption)."""
-    query_rows = _first_rows(pairs.text_keys)
-    image_rows = _first_rows(pairs.image_keys)
+def text_to_image_recall(
+    queries: torch.Tensor, images: torch.Tensor, pairs: Pairs, query_rows: torch.Tensor, image_rows: torch.Tensor
+) -> dict[str, float]:
+    """Recall@k of every distinct caption (``queries``: the vectors of its first row, ``query_rows``) over the
+    distinct images (``images``: of their first rows, ``image_rows``): a hit when one of the k best images matches
+    it (same image, or same caption)."""
     # Every image key a caption key goes with: an image matches a caption when one of its rows has that caption.
     caption_images = {}
     for text_key, image_key in zip(pairs.text_keys.tolist(), pairs.image_keys.tolist(), strict=True):
         caption_images.setdefault(text_key, set()).add(image_key)
-    similarity = queries[query_rows] @ images[image_rows].T
+    similarity = queries @ images.T
     order = similarity.argsort(dim=1, descending=True)[:, : max(RECALL_AT)]
     gallery = pairs.image_keys[image_rows]
     hits = torch.tensor(

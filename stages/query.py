@@ -150,11 +150,16 @@ def _near_first(near: list[Match]) -> list[Match]:
     return sorted(near, key=lambda m: (-m.score, m.image_id))
 
 
+def uris_of(cfg: Config, image_ids: set[str]) -> dict[str, str]:
+    """The uri each of ``image_ids`` was ingested from (ids the lake lacks are left out)."""
+    ids = sorted(image_ids)
+    uris = read(cfg, IMAGES, pc.field("image_id").isin(ids), ["image_id", "uri"]) if ids else pd.DataFrame()
+    return dict(zip(uris.get("image_id", []), uris.get("uri", []), strict=True))
+
+
 def with_uris(cfg: Config, matches: list[Match]) -> list[dict]:
     """The JSON records of ``matches``, each with the uri its image was ingested from."""
-    ids = sorted({m.image_id for m in matches})
-    uris = read(cfg, IMAGES, pc.field("image_id").isin(ids), ["image_id", "uri"]) if ids else pd.DataFrame()
-    where = dict(zip(uris.get("image_id", []), uris.get("uri", []), strict=True))
+    where = uris_of(cfg, {m.image_id for m in matches})
     return [
         {"image_id": m.image_id, "uri": where.get(m.image_id), "relation": m.relation, "score": round(m.score, 4)}
         for m in matches

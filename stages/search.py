@@ -37,12 +37,13 @@ from pyspark.sql.types import FloatType, StringType, StructField, StructType
 from lakelens.config import Config
 from lakelens.errors import InputError
 from lakelens.lake import table_dataset
-from lakelens.schemas import EMBEDDINGS, IMAGES
+from lakelens.schemas import EMBEDDINGS
 from models.embedder_training import VERIFY_FAR
 from models.registry import Manifest, model_from_bytes
 from models.text_image import query_vectors
 from models.vocabulary import Vocabulary
 from stages.annotate import configured_entry
+from stages.query import read, uris_of
 from udfs.embed import EmbedPredictor
 
 SEARCH_TASK = "search"
@@ -78,6 +79,14 @@ def text_vectors(cfg: Config, texts: Sequence[str]) -> tuple[np.ndarray, Manifes
     return query_vectors(model, texts, vocabulary).numpy(), manifest
 
 
+def no_vectors(manifest: Manifest) -> SearchError:
+    """The refusal of a search in a lake without image vectors from the text model of ``manifest``."""
+    return SearchError(
+        f"the lake has no image vectors from the text model {manifest.name} {manifest.version} yet: run "
+        "python -m jobs.annotate --tasks search (or jobs.nightly with search in annotate.tasks) first"
+    )
+
+
 def lake_vectors(cfg: Config, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
     """The image ids (str [M]) and vectors (float32 [M, dim]) the model of ``manifest`` wrote to ``embeddings``,
     read without Spark.
@@ -90,10 +99,7 @@ def lake_vectors(cfg: Config, manifest: Manifest) -> tuple[np.ndarray, np.ndarra
     rows = None if dataset is None else dataset.to_table(columns=["image_id", "vector"], filter=where)
     rows = None if rows is None else rows.filter(pc.is_valid(rows["vector"]))
     if rows is None or rows.num_rows == 0:
-        raise SearchError(
-            f"the lake has no image vectors from the text model {manifest.name} {manifest.version} yet: run "
-            "python -m jobs.annotate --tasks search (or jobs.nightly with search in annotate.tasks) first"
-        )
+        raise no_vectors(manifest)
     vectors = np.asarray(rows["vector"].combine_chunks().flatten(), np.float32).reshape(rows.num_rows, -1)
     return np.asarray(rows["image_id"].to_pylist(), dtype=object), vectors
 
@@ -131,12 +137,7 @@ def search_text(cfg: Config, text: str, k: int) -> list[Hit]:
 
 def with_uris(cfg: Config, hits: Sequence[Hit]) -> list[dict]:
     """The JSON records of ``hits``: rank, image_id, the uri the image was ingested from, and score."""
-    ids = sorted({h.image_id for h in hits})
-    dataset = table_dataset(cfg, IMAGES)
-    uris = {}
-    if ids and dataset is not None:
-        found = dataset.to_table(columns=["image_id", "uri"], filter=pc.field("image_id").isin(ids))
-        uris = dict(zip(found["image_id"].to_pylist(), found["uri"].to_pylist(), strict=True))
+    uris = uris_of(cfg, {h.image_id for h in hits})
     return [{"rank": h.rank, "image_id": h.image_id, "uri": uris.get(h.image_id), "score": round(h.score, 4)}
             for h in hits]  # fmt: skip
 
@@ -230,11 +231,7 @@ def verify(cfg: Config, first: str, second: str, threshold: float | None = None)
 
 
 def _stored_vector(cfg: Config, manifest: Manifest, image_id: str) -> np.ndarray | None:
-    dataset = table_dataset(cfg, EMBEDDINGS)
-    if dataset is None:
-        return None
     where = ((pc.field("image_id") == image_id) & (pc.field("model") == manifest.name)
-             & (pc.field("model_version") == manifest.version))  # fmt: skip
-    rows = dataset.to_table(columns=["vector"], filter=where)
-    rows = rows.filter(pc.is_valid(rows["vector"]))
-    return np.asarray(rows["vector"][0].as_py(), np.float32) if rows.num_rows else None
+             & (pc.field("model_version") == manifest.version) & pc.field("vector").is_valid())  # fmt: skip
+    rows = read(cfg, EMBEDDINGS, where, ["vector"])
+    return np.asarray(rows["vector"].iloc[0], np.float32) if len(rows) else None
