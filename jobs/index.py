@@ -1,4 +1,4 @@
-"""Near-duplicate and similar-image index: ``python -m jobs.index [--full]``.
+"""Near-duplicate, similar-image and search index: ``python -m jobs.index [--full]``.
 
 What it does, and its tables, are described in ``stages.index``, which it runs.
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.spark import build_session
 from models.registry import RegistryError
-from stages.index import index_near_duplicates, index_similar
+from stages.index import index_near_duplicates, index_search, index_similar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     spark = build_session(cfg)
     print(index_near_duplicates(spark, cfg, args.full).summary())
+    if "search" in cfg.annotate.tasks and cfg.index.search.method == "lsh":
+        searched = index_search(spark, cfg, args.full)
+        print(searched.summary() if searched else "search buckets: skipped (no image vectors from the text model yet: "
+              "run jobs.annotate --tasks search)")  # fmt: skip
     try:
         similar = index_similar(spark, cfg, args.full)
     except RegistryError as exc:  # the near-duplicates need no model; the similar lists need an embedder

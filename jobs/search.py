@@ -3,8 +3,9 @@
 or different.
 
 The space is that of the text-image model the ``search`` task runs (``annotate.models.search``), whose image vectors
-the annotate task wrote to ``embeddings`` (``stages.search``). A query that names nothing in the lake still gets its
-nearest images; a query with no words is refused.
+the annotate task wrote to ``embeddings`` (``stages.search``); every vector is scored, or with ``index.search.method:
+lsh`` those in the SimHash buckets the query probes. A query that names nothing in the lake still gets its nearest
+images; a query with no words is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lakelens.lake import read_table, replace_partition
 from lakelens.schemas import EMBEDDINGS, SEARCH_RESULTS
 from lakelens.spark import job_session
 from models.vocabulary import tokenize
+from stages.index import search_params
 from stages.search import (
     SearchError,
     no_vectors,
@@ -90,13 +92,17 @@ def search_batch(spark: SparkSession, cfg: Config, source: str, k: int) -> dict:
     if not images:
         raise no_vectors(manifest)
     searched_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
-    results = transform_search_results(vectors, queries, matrix, k, manifest, searched_at)
+    params = search_params(cfg, manifest)
+    lsh = None if params is None else (params, cfg.index.search.probes)
+    results = transform_search_results(vectors, queries, matrix, k, manifest, searched_at, lsh)
     replace_partition(results, cfg, SEARCH_RESULTS, model=manifest.name, model_version=manifest.version)
     seconds = time.monotonic() - started
+    method = "exact" if params is None else params.params_id
     summary = {"queries": len(queries), "images": images, "k": k, "model": f"{manifest.name}:{manifest.version}",
-               "seconds": round(seconds, 1), "scores_per_s": round(len(queries) * images / seconds)}  # fmt: skip
-    log.info("search: %d queries x %d images in %.1f s (%.3g scores/s) -> %s", len(queries), images, seconds,
-             summary["scores_per_s"], SEARCH_RESULTS.name)  # fmt: skip
+               "method": method, "seconds": round(seconds, 1),
+               "scores_per_s": round(len(queries) * images / seconds)}  # fmt: skip
+    log.info("search (%s): %d queries x %d images in %.1f s (%.3g scores/s) -> %s", method, len(queries), images,
+             seconds, summary["scores_per_s"], SEARCH_RESULTS.name)  # fmt: skip
     return summary
 
 

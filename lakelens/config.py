@@ -26,7 +26,7 @@ from typing import Any, get_origin, get_type_hints
 
 import yaml
 
-from lakelens.checks import model_ref, one_of, positive, unit
+from lakelens.checks import model_ref, non_negative, one_of, positive, unit
 from lakelens.perceptual import RECIPES
 from lakelens.tasks import TASKS
 
@@ -211,12 +211,31 @@ class SimilarConfig:
     seed: int  # lsh: seed of the hyperplanes
 
 
+def _band_bits(value: Any) -> str | None:
+    return None if 0 < value <= 64 else "must be in [1, 64]"
+
+
+@dataclass(frozen=True)
+class SearchIndexConfig:
+    """Search by text (jobs.search): every image vector scored exactly, or SimHash buckets of the text model's
+    image vectors (made by jobs.index) whose members alone are scored, the query probing nearby buckets too."""
+
+    method: str = _check(one_of("exact", "lsh"))
+    bands: int = _check(positive)  # lsh: bands of random-hyperplane bits
+    rows: int = _check(_band_bits)  # lsh: bits per band (a band's key is read as one 64-bit integer)
+    seed: int  # lsh: seed of the hyperplanes
+    probes: int = _check(non_negative)  # lsh: per band, also the buckets of the query's key with one of its this
+    # many least certain bits flipped (multi-probe LSH): recall for fewer bands
+
+
 @dataclass(frozen=True)
 class IndexConfig:
-    """jobs.index: signatures, buckets, verified pairs, duplicate groups and top-k similar images."""
+    """jobs.index: signatures, buckets, verified pairs, duplicate groups, top-k similar images and, for search by
+    text, buckets of the text model's image vectors."""
 
     near_dup: NearDupConfig
     similar: SimilarConfig
+    search: SearchIndexConfig
     hot_bucket_size: int = _check(positive)  # larger buckets link members to one leader instead of all pairs
 
 

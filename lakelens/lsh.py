@@ -177,3 +177,32 @@ def simhash_band_keys(vectors: np.ndarray, planes: np.ndarray, bands: int, rows:
     bits = (np.asarray(vectors, np.float32) @ planes) > 0
     packed = np.packbits(bits.reshape(len(bits), bands, rows), axis=2)
     return [[band.tobytes() for band in row] for row in packed]
+
+
+def _bit_values(rows: int) -> np.ndarray:
+    """uint64 [rows]: the value of each bit of a band in its key read as a big-endian integer (``np.packbits``
+    puts a band's first bit highest, padding the last byte with zeros)."""
+    width = 8 * ((rows + 7) // 8)
+    return np.left_shift(np.uint64(1), (width - 1 - np.arange(rows)).astype(np.uint64))
+
+
+def simhash_codes(vectors: np.ndarray, planes: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """uint64 [N, bands]: each band's key (:func:`simhash_band_keys`) as a big-endian integer, for vectors [N, dim]."""
+    bits = ((np.asarray(vectors, np.float32) @ planes) > 0).reshape(len(vectors), bands, rows)
+    return (bits * _bit_values(rows)).sum(axis=2, dtype=np.uint64)
+
+
+def simhash_probe_codes(queries: np.ndarray, planes: np.ndarray, bands: int, rows: int, probes: int) -> np.ndarray:
+    """uint64 [Q, bands, 1 + probes]: the band keys (as :func:`simhash_codes`) each query [Q, dim] probes: its own,
+    then its key with one of its ``probes`` least certain bits (the projections nearest zero) flipped (multi-probe
+    LSH, Lv et al. 2007): a near vector that one hyperplane splits from the query still shares a probed bucket."""
+    projections = (np.asarray(queries, np.float32) @ planes).reshape(len(queries), bands, rows)
+    values = _bit_values(rows)
+    own = ((projections > 0) * values).sum(axis=2, dtype=np.uint64)
+    flips = np.argsort(np.abs(projections), axis=2, kind="stable")[:, :, : min(probes, rows)]
+    return np.concatenate([own[:, :, None], own[:, :, None] ^ values[flips]], axis=2)
+
+
+def code_key(code: int, rows: int) -> bytes:
+    """The band key bytes (as ``lsh_buckets`` stores them) of a code of :func:`simhash_codes`."""
+    return int(code).to_bytes((rows + 7) // 8, "big")

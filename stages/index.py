@@ -72,6 +72,7 @@ from udfs.signatures import MINHASH_UDF_SCHEMA, SIMHASH_UDF_SCHEMA, make_minhash
 
 log = logging.getLogger("lakelens.index")
 METHOD = "minhash-jaccard"
+SEARCH_TASK = "search"
 # Up to this many new hash values (64 MiB as uint32: 65,536 images at 256 permutations) a run broadcasts its new
 # signatures and buckets, to pair and verify the images of the buckets they touch with numpy; larger runs pair by
 # the bucket self-join (screened by the hash values' low bits) and join both signatures onto each pair in Spark.
@@ -134,6 +135,21 @@ class SimilarCounts:
             f"({self.missing} images without an embedding skipped), {self.candidates} candidates scored, "
             f"top-k lists updated for {self.updated_images} images{hot}, {self.seconds:.1f}s"
         )
+
+
+@dataclass(frozen=True)
+class SearchIndexCounts:
+    """What bucketing the search model's image vectors did."""
+
+    params_id: str
+    model: str
+    embedded: int
+    indexed: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (f"search buckets ({self.params_id}, {self.model}): bucketed {self.indexed} new of {self.embedded} "
+                f"image vectors, {self.seconds:.1f}s")  # fmt: skip
 
 
 def near_dup_params(cfg: Config) -> MinHashParams:
@@ -509,6 +525,47 @@ def index_similar(spark: SparkSession, cfg: Config, full: bool = False) -> Simil
         pid, model, n_embedded, n_images - n_embedded, n_pending, candidates, updated, n_hot,
         time.monotonic() - started,
     )  # fmt: skip
+
+
+def search_params(cfg: Config, model: Manifest) -> SimHashParams | None:
+    """The SimHash scheme of the text model ``model``'s image vectors under ``index.search``; None where search
+    scores every vector (``method: exact``)."""
+    sc = cfg.index.search
+    if sc.method == "exact":
+        return None
+    return SimHashParams(f"{model.name}:{model.version}", vector_dim(model), sc.bands, sc.rows, sc.seed)
+
+
+def index_search(spark: SparkSession, cfg: Config, full: bool = False) -> SearchIndexCounts | None:
+    """Bucket the search model's image vectors that have no buckets yet (``index.search.method: lsh``; None where
+    it is exact or the lake has no such vectors). An image's band-0 row marks it done, so a re-run adds nothing."""
+    started = time.monotonic()
+    model = configured_manifest(cfg, SEARCH_TASK)
+    params = search_params(cfg, model)
+    if params is None:
+        return None
+    pid = params.params_id
+    vectors = (
+        read_table(spark, cfg, EMBEDDINGS)
+        .where((F.col("model") == model.name) & (F.col("model_version") == model.version) & F.col("vector").isNotNull())
+        .select("image_id", "vector")
+    )
+    embedded = vectors.count()
+    if not embedded:
+        log.warning("search buckets: no image vectors from %s yet; run python -m jobs.annotate --tasks search",
+                    params.model)  # fmt: skip
+        return None
+    record_params(spark, cfg, "simhash", pid, asdict(params))
+    done = _unless(full, _buckets(spark, cfg, "simhash", pid).where(F.col("band") == 0)).select("image_id")
+    pending = vectors.join(done, "image_id", "left_anti")
+    signed = pending.mapInPandas(worker_task(make_simhash_udf(params)), SIMHASH_UDF_SCHEMA)
+    buckets = transform_bucket_rows(signed, "simhash", pid).cache()
+    with stage_progress(spark, "search: bucketing image vectors", embedded):
+        indexed = buckets.where(F.col("band") == 0).count()
+    if indexed or full:
+        _write(buckets, cfg, LSH_BUCKETS, full, kind="simhash", params_id=pid)
+    buckets.unpersist()
+    return SearchIndexCounts(pid, params.model, embedded, indexed, time.monotonic() - started)
 
 
 def _lists_in_the_driver(

@@ -33,14 +33,15 @@ from lakelens.sources import Source, open_source
 from lakelens.spark import local_frame
 from lakelens.views import ViewSources, create_views
 from stages.annotate import annotate, checked_manifest, configured_manifest, install_missing_models
-from stages.index import index_near_duplicates, index_similar, near_dup_params, similar_params
+from stages.index import index_near_duplicates, index_search, index_similar, near_dup_params, similar_params
 from stages.ingest import ingest
 
 log = logging.getLogger("lakelens.nightly")
 WHOLE_RUN = "nightly"
 # The stages whose tables each stage reads: it starts once they are complete (ingest's images and annotate's
 # embeddings are, before those stages end: run_stage).
-NEEDS = {"ingest": (), "annotate": ("ingest",), "index:near_dup": ("ingest",), "index:similar": ("annotate",)}
+NEEDS = {"ingest": (), "annotate": ("ingest",), "index:near_dup": ("ingest",), "index:similar": ("annotate",),
+         "index:search": ("annotate",)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,11 @@ class Resume:
 
 def stages(cfg: Config) -> list[str]:
     """The stages of a run in order: ingest, annotate (every configured task in one pass), then the index (its
-    similar-image half only where embeddings are made)."""
+    similar-image half only where embeddings are made; the search buckets only where the search task runs with
+    ``index.search.method: lsh``)."""
     similar = ["index:similar"] if "embed" in cfg.annotate.tasks else []
-    return ["ingest", "annotate", "index:near_dup", *similar]
+    search = ["index:search"] if "search" in cfg.annotate.tasks and cfg.index.search.method == "lsh" else []
+    return ["ingest", "annotate", "index:near_dup", *similar, *search]
 
 
 def transform_resume(runs: DataFrame, source: str, config_hash: str) -> Resume | None:
@@ -181,6 +184,11 @@ def run_stage(
         if s is None:
             return StageResult(0, 0, 0, "", "similar: skipped (no embeddings from the configured embedder yet)")
         return StageResult(s.indexed, s.updated_images, s.missing, f"{s.model} {s.params_id}", s.summary())
+    if stage == "index:search":
+        b = index_search(spark, cfg)
+        if b is None:
+            return StageResult(0, 0, 0, "", "search buckets: skipped (no image vectors from the text model yet)")
+        return StageResult(b.indexed, b.indexed, 0, f"{b.model} {b.params_id}", b.summary())
     raise ValueError(f"unknown stage {stage!r}")
 
 

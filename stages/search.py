@@ -5,10 +5,12 @@ Every image's vector was written to ``embeddings`` under that model by the annot
 once by the model's text tower, then ranked against them by cosine.
 
 - One query (:func:`search_text`): no Spark; the model's vectors are read from the lake's Parquet files (64 floats
-  an image: 26 MB for 100,000 images) and ranked exactly.
+  an image: 26 MB for 100,000 images) and ranked exactly; with ``index.search.method: lsh``, only the images of the
+  buckets the query probes (read from ``lsh_buckets``, which ``jobs.index`` fills) and those not bucketed yet.
 - A batch (:func:`transform_search_results`): Spark; the query vectors (computed once, on the driver) travel with
   the task to every partition of the image vectors, each keeps every query's best ``k`` of its own images, and a
-  window ranks those: queries x images scores, never a shuffle of them.
+  window ranks those: queries x images scores (with ``lsh``, only the pairs that share a probed bucket:
+  ``lakelens.probe_search``), never a shuffle of them.
 
 - Pair verification (:func:`verify`): same or different, by the configured embedder's cosine and the threshold its
   training chose on held-out pairs.
@@ -21,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from pyspark.sql import DataFrame, Window
@@ -37,16 +41,19 @@ from pyspark.sql.types import FloatType, StringType, StructField, StructType
 from lakelens.config import Config
 from lakelens.errors import InputError
 from lakelens.lake import table_dataset
-from lakelens.schemas import EMBEDDINGS
+from lakelens.lsh import SimHashParams, code_key, hyperplanes, simhash_codes, simhash_probe_codes
+from lakelens.probe_search import ProbeTable, probed_best_k
+from lakelens.schemas import EMBEDDINGS, LSH_BUCKETS
 from models.embedder_training import VERIFY_FAR
 from models.registry import Manifest, model_from_bytes
 from models.text_image import query_vectors
 from models.vocabulary import Vocabulary
 from stages.annotate import configured_entry
+from stages.index import SEARCH_TASK, search_params
 from stages.query import read, uris_of
 from udfs.embed import EmbedPredictor
 
-SEARCH_TASK = "search"
+log = logging.getLogger("lakelens.search")
 # Image vectors scored against the queries at a time: bounds the score matrix at queries x this many floats.
 SCORE_BLOCK = 65536
 
@@ -129,10 +136,33 @@ def best_k(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) ->
 
 
 def search_text(cfg: Config, text: str, k: int) -> list[Hit]:
-    """The ``k`` lake images whose vectors are nearest the query's, best first (exact cosine, no Spark)."""
+    """The ``k`` lake images whose vectors are nearest the query's, best first (cosine, no Spark): of every image,
+    or with ``index.search.method: lsh`` of those in the buckets the query probes and those not bucketed yet."""
     vectors, manifest = text_vectors(cfg, [text])
     ids, images = lake_vectors(cfg, manifest)
+    params = search_params(cfg, manifest)
+    if params is not None:
+        keep = probed_images(cfg, params, vectors[0], ids)
+        ids, images = ids[keep], images[keep]
     return [Hit(rank, image_id, score) for rank, (image_id, score) in enumerate(best_k(vectors, ids, images, k)[0], 1)]
+
+
+def probed_images(cfg: Config, params: SimHashParams, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """bool [M]: which of the images ``ids`` [M] a query [dim] scores: those in a bucket it probes, and those
+    without buckets (embedded since the last ``jobs.index``), read from ``lsh_buckets`` without Spark."""
+    probes = simhash_probe_codes(query[None], hyperplanes(params), params.bands, params.rows, cfg.index.search.probes)
+    wanted = {(band, code_key(code, params.rows)) for band, codes in enumerate(probes[0]) for code in codes}
+    scheme = (pc.field("kind") == "simhash") & (pc.field("params_id") == params.params_id)
+    keys = pa.array(sorted({key for _, key in wanted}), pa.binary())
+    hits = read(cfg, LSH_BUCKETS, scheme & pc.field("key").isin(keys), ["image_id", "band", "key"])
+    hits = hits[np.asarray([(b, key) in wanted for b, key in zip(hits["band"], hits["key"], strict=True)], bool)]
+    bucketed = read(cfg, LSH_BUCKETS, scheme & (pc.field("band") == 0), ["image_id"])["image_id"]
+    names = pd.Index(ids)
+    unbucketed = ~names.isin(bucketed)
+    keep = names.isin(hits["image_id"]) | unbucketed
+    log.info("search: %d of %d images scored (%d in the %d probed buckets, %d not bucketed yet)", keep.sum(),
+             len(ids), hits["image_id"].nunique(), len(wanted), unbucketed.sum())  # fmt: skip
+    return keep
 
 
 def with_uris(cfg: Config, hits: Sequence[Hit]) -> list[dict]:
@@ -153,7 +183,7 @@ _PARTIAL = StructType(
 
 def transform_search_results(
     vectors: DataFrame, queries: pd.DataFrame, query_matrix: np.ndarray, k: int, model: Manifest,
-    searched_at: datetime,
+    searched_at: datetime, lsh: tuple[SimHashParams, int] | None = None,
 ) -> DataFrame:  # fmt: skip
     """search_results rows: each query's ``k`` best images of ``vectors``, ranked from 1.
 
@@ -161,8 +191,14 @@ def transform_search_results(
         vectors: (image_id, vector) rows of the model's embeddings.
         queries: (query_id, query) of Q distinct queries; query_matrix: their vectors float32 [Q, dim], in order.
         model: the text-image model that made both sides.
+        lsh: (SimHash scheme, probes): score a query only against the images that share a bucket it probes.
     """
     ids = queries["query_id"].to_numpy()
+    probe_table = None
+    if lsh is not None:
+        params, probes = lsh
+        planes = hyperplanes(params)
+        probe_table = ProbeTable.build(simhash_probe_codes(query_matrix, planes, params.bands, params.rows, probes))
 
     def partial_best(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
@@ -170,7 +206,12 @@ def transform_search_results(
             if frame.empty:
                 continue
             images = np.stack(frame["vector"].to_numpy()).astype(np.float32)
-            best = best_k(query_matrix, frame["image_id"].to_numpy(dtype=object), images, k)
+            image_ids = frame["image_id"].to_numpy(dtype=object)
+            if probe_table is None:
+                best = best_k(query_matrix, image_ids, images, k)
+            else:
+                codes = simhash_codes(images, planes, params.bands, params.rows)
+                best = probed_best_k(probe_table, query_matrix, image_ids, images, codes, k)
             yield pd.DataFrame(
                 [(q, image_id, score) for q, hits in zip(ids, best, strict=True) for image_id, score in hits],
                 columns=["query_id", "image_id", "score"],

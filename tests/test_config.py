@@ -64,6 +64,9 @@ def test_config_is_frozen() -> None:
         ("spark.log_level=LOUD", "must be one of ERROR, WARN, INFO, DEBUG"),
         ("ingest.patterns=[1, 2]", "config key 'ingest.patterns' must be a list of strings"),
         ("nothing", "--set expects key=value"),
+        ("index.search.rows=65", "config key 'index.search.rows' must be in [1, 64]"),
+        ("index.search.probes=-1", "config key 'index.search.probes' must be >= 0"),
+        ("index.search.method=ivf", "config key 'index.search.method' must be one of exact, lsh"),
     ],
 )
 def test_bad_values_fail_naming_the_key(override: str, message: str) -> None:

@@ -131,6 +131,11 @@ def test_stages_follow_the_configured_tasks() -> None:
     two_tasks = load_config(overrides=["annotate.tasks=[classify, caption]"])
     assert stages(two_tasks) == ["ingest", "annotate", "index:near_dup"]
     assert stages(load_config()) == ["ingest", "annotate", "index:near_dup", "index:similar"]
+    searched = ["annotate.tasks=[embed, search]"]
+    assert stages(load_config(overrides=searched)) == ["ingest", "annotate", "index:near_dup", "index:similar"]
+    assert stages(load_config(overrides=[*searched, "index.search.method=lsh"])) == [
+        "ingest", "annotate", "index:near_dup", "index:similar", "index:search"
+    ]  # fmt: skip
 
 
 STAGES = ["ingest", "annotate", "index:near_dup", "index:similar"]

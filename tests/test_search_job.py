@@ -1,5 +1,6 @@
 """jobs.search on a small lake: one query without Spark, a batch of queries into ``search_results``, the same
-ranking both ways, and clear refusals (a query with no words, a lake whose text model has not run)."""
+ranking both ways, exactly and through SimHash buckets, and clear refusals (a query with no words, a lake whose
+text model has not run)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,19 @@ from pyspark.sql import functions as F
 
 from jobs.search import main as search_main
 from lakelens.config import Config, ModelsConfig
-from lakelens.lake import read_table
+from lakelens.lake import append, read_table
+from lakelens.lsh import hyperplanes, simhash_codes
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import EMBEDDINGS, IMAGES, SEARCH_RESULTS
+from lakelens.schemas import EMBEDDINGS, IMAGES, LSH_BUCKETS, SEARCH_RESULTS
+from lakelens.spark import local_frame
 from models.data import Preprocessing
 from models.registry import Manifest, install_bundled, save_model
 from models.text_image import TextImage
 from models.vocabulary import Vocabulary
-from stages.annotate import annotate
+from stages.annotate import annotate, configured_manifest
+from stages.index import index_search, search_params
 from stages.ingest import ingest
-from stages.search import SearchError, query_id, text_vectors
+from stages.search import SearchError, best_k, probed_images, query_id, search_text, text_vectors
 
 QUERIES = ["a small red circle", "a large blue square left of a green star", "a purple elephant"]
 
@@ -139,3 +143,68 @@ def test_verify_compares_two_images_by_the_embedder_s_cosine(spark, search_lake:
         search_main(args(search_lake, "--verify", first.image_id, second.image_id))
     with pytest.raises(SearchError, match="not a readable image file, nor a lake image"):
         search_main(args(search_lake, "--verify", "no-such-id", first.image_id, "--threshold", "0.5"))
+
+
+def test_lsh_search_scores_the_probed_buckets_and_the_images_not_bucketed_yet(spark, search_lake: Config, capsys,
+                                                                              tmp_path: Path) -> None:  # fmt: skip
+    annotate(spark, search_lake, ["search"])
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n".join(QUERIES) + "\n")
+
+    def ranked(cfg: Config, *settings: str) -> tuple[dict, dict]:
+        """Each query's ranked ids by --text, and by --queries (from search_results)."""
+        more = [item for s in settings for item in ("--set", s)]
+        single = {}
+        for query in QUERIES:
+            capsys.readouterr()
+            assert search_main(args(cfg, *more, "--text", query, "--k", "8")) == 0
+            single[query] = [json.loads(line)["image_id"] for line in capsys.readouterr().out.splitlines()]
+        assert search_main(args(cfg, *more, "--queries", str(queries), "--k", "8")) == 0
+        method = json.loads(capsys.readouterr().out)["method"]
+        rows = read_table(spark, cfg, SEARCH_RESULTS).toPandas().sort_values("rank")
+        return single, {q: rows[rows["query"] == q]["image_id"].tolist() for q in QUERIES} | {"method": method}
+
+    exact_single, exact_batch = ranked(search_lake)
+    assert exact_batch.pop("method") == "exact" and all(len(ids) == 8 for ids in exact_single.values())
+    # One bit per band, one probe: every bucket is probed, so the rankings are the exact ones, before the index
+    # (no image is bucketed yet: all are scored) and after.
+    every = ["index.search.method=lsh", "index.search.bands=2", "index.search.rows=1", "index.search.probes=1"]
+    lsh_lake = dataclasses.replace(search_lake, index=dataclasses.replace(
+        search_lake.index, search=dataclasses.replace(search_lake.index.search, method="lsh", bands=2, rows=1,
+                                                      probes=1)))  # fmt: skip
+    for _ in range(2):
+        single, batch = ranked(search_lake, *every)
+        assert batch.pop("method").startswith("simhash-")
+        assert single == exact_single and batch == exact_batch
+        counts = index_search(spark, lsh_lake)
+    assert (counts.embedded, counts.indexed) == (8, 0)  # the second run found every image bucketed
+    buckets = read_table(spark, search_lake, LSH_BUCKETS).where(F.col("params_id") == counts.params_id).toPandas()
+    assert len(buckets) == 16 and buckets.groupby("image_id")["band"].apply(sorted).tolist() == [[0, 1]] * 8
+
+    # Sixteen bits in one band, no probes: a query scores only the images of its own bucket. The untrained model's
+    # vectors all share one bucket; 24 spread vectors make buckets a query does not probe.
+    spread = np.random.default_rng(7).standard_normal((24, 16)).astype(np.float32)
+    extra = pd.DataFrame({"image_id": [f"spread{i:02d}" for i in range(24)],
+                          "vector": list(spread / np.linalg.norm(spread, axis=1, keepdims=True)), "error": None,
+                          "annotated_at": pd.Timestamp("2026-12-07"), "model": "tiny-text",
+                          "model_version": "v1"})  # fmt: skip
+    append(local_frame(spark, extra, EMBEDDINGS.schema), search_lake, EMBEDDINGS)
+    narrow = dataclasses.replace(lsh_lake.index.search, bands=1, rows=16, probes=0)
+    narrow_lake = dataclasses.replace(lsh_lake, index=dataclasses.replace(lsh_lake.index, search=narrow))
+    assert index_search(spark, narrow_lake).indexed == 32
+    vectors = read_table(spark, search_lake, EMBEDDINGS).where(F.col("model") == "tiny-text").toPandas()
+    vectors = vectors.dropna(subset=["vector"])
+    ids, stored = vectors["image_id"].to_numpy(object), np.stack(vectors["vector"]).astype(np.float32)
+    params = search_params(narrow_lake, configured_manifest(narrow_lake, "search"))
+    codes = simhash_codes(stored, hyperplanes(params), 1, 16)[:, 0]
+    for row, vector in enumerate(stored):  # an image's own vector as the query: its bucket holds it
+        assert probed_images(narrow_lake, params, vector, ids).tolist() == (codes == codes[row]).tolist()
+    assert len(set(codes.tolist())) > 10  # so most buckets hold few images
+    for query in QUERIES:
+        (vector,), _ = text_vectors(search_lake, [query])
+        own = simhash_codes(vector[None], hyperplanes(params), 1, 16)[0, 0]
+        mine = codes == own
+        expected = best_k(vector[None], ids[mine], stored[mine], 8)[0] if mine.any() else []
+        assert [(h.image_id, round(h.score, 5)) for h in search_text(narrow_lake, query, 8)] == [
+            (i, round(score, 5)) for i, score in expected
+        ]
