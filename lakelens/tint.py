@@ -1,0 +1,48 @@
+"""Whether an image has colour to speak of: grey (every pixel without chroma: a grey mode, or RGB with R = G = B up
+to compression noise), tinted (one hue throughout, any strength: sepia, cyanotype), or colour. The colourise task
+colours the first two kinds and leaves colour images alone.
+
+Measured on the image's chroma (Cb and Cr of JPEG's YCbCr, in 8-bit units) at up to 256 pixels a side: a kind is
+decided by the 99th percentile, so that a few stray pixels (a coloured date stamp, JPEG ringing) do not make a grey
+scan "colour".
+
+Example:
+    >>> colour_kind(decode_rgb(data))
+    'grey'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KINDS = ("grey", "tinted", "colour")
+# Chroma (8-bit Cb/Cr units) under which a pixel counts as grey: JPEG's chroma noise on a grey scan stays under 3.
+GREY_CHROMA = 4.0
+# A tinted image's clearly chromatic pixels (chroma over twice GREY_CHROMA) keep one hue to within this many degrees
+# (99th percentile): a sepia filter's chroma grows with lightness but its hue stays. Measured on 30 COCO photos: their
+# sepia versions (the usual sepia matrix, JPEG 85) 12-22 degrees, the colour photos themselves 23 and up (most
+# over 90); a photo of browns alone can pass for sepia.
+TINT_DEGREES = 20.0
+_SIDE = 256
+
+
+def chroma(rgb: np.ndarray) -> np.ndarray:
+    """float32 [H, W, 2]: each pixel's (Cb, Cr) chroma, 0 for grey, from uint8 RGB [H, W, 3]."""
+    pixels = rgb.astype(np.float32)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return np.stack([-0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b], axis=-1)
+
+
+def colour_kind(rgb: np.ndarray) -> str:
+    """ "grey", "tinted" or "colour" (:data:`KINDS`) of uint8 RGB [H, W, 3]."""
+    step = max(1, -(-max(rgb.shape[:2]) // _SIDE))
+    ab = chroma(rgb[::step, ::step]).reshape(-1, 2)
+    if np.percentile(np.hypot(ab[:, 0], ab[:, 1]), 99) <= GREY_CHROMA:
+        return "grey"
+    tinted = ab[np.hypot(ab[:, 0], ab[:, 1]) > 2 * GREY_CHROMA]
+    if len(tinted) == 0:  # faint chroma only, above the grey bar in places
+        return "tinted"
+    hues = np.arctan2(tinted[:, 1], tinted[:, 0])
+    mean = np.arctan2(np.sin(hues).mean(), np.cos(hues).mean())
+    off = np.degrees(np.abs(np.angle(np.exp(1j * (hues - mean)))))
+    return "tinted" if np.percentile(off, 99) <= TINT_DEGREES else "colour"
