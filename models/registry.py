@@ -41,6 +41,8 @@ ARCHITECTURES: dict[str, str] = {
     "segmenter": "models.segmenter:Segmenter",
     "captioner": "models.captioner:Captioner",
     "text_image": "models.text_image:TextImage",
+    "colouriser_hypercolumn": "models.colouriser:HypercolumnColouriser",
+    "colouriser_residual": "models.colouriser:ResidualColouriser",
     "mobilenet_v2": "models.mobilenet_v2:MobileNetV2",
     "efficientnet_lite0": "models.efficientnet_lite:EfficientNetLite0",
 }
@@ -56,7 +58,8 @@ OUTPUT_NAMES: dict[str, tuple[str, str]] = {
 }
 # Architectures whose forward takes the image batch alone, so that registration can run them once on a blank one.
 IMAGES_ONLY = (
-    "classifier", "detector", "segmenter", "embedder", "text_image", "mobilenet_v2", "efficientnet_lite0"
+    "classifier", "detector", "segmenter", "embedder", "text_image", "colouriser_hypercolumn", "colouriser_residual",
+    "mobilenet_v2", "efficientnet_lite0",
 )  # fmt: skip
 # The length of the "vectors" an architecture outputs where no arch_args.dim says it (pooled backbone features).
 FEATURE_DIMS = {"mobilenet_v2": 1280, "efficientnet_lite0": 1280}
