@@ -112,3 +112,12 @@ def recombine(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     if ab.shape[-2:] != lightness.shape[-2:]:
         ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
     return lab_to_rgb(torch.cat([lightness, ab], dim=1))
+
+
+def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
+    """Hasler and Suesstrunk's colourfulness (2003) of each image of sRGB [N, 3, H, W] in [0, 1], on the 0-255 scale
+    of the paper: 0 for grey, about 30 "moderately", over 80 "extremely" colourful. float32 [N]."""
+    r, g, b = (255 * rgb.float()).unbind(dim=1)
+    rg, yb = (r - g).flatten(1), (0.5 * (r + g) - b).flatten(1)
+    spread = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False))
+    return spread + 0.3 * torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2)

@@ -29,6 +29,7 @@ from lakelens.schemas import IMAGES
 from lakelens.spark import job_session
 from models.backbones import find_backbone
 from models.captioner_training import evaluate_captioner, train_captioner
+from models.colouriser_training import evaluate_colouriser, train_colouriser
 from models.detector_training import evaluate_detector, train_detector
 from models.embedder_training import evaluate_embedder, train_embedder
 from models.pretrained import BackboneStart
@@ -51,9 +52,11 @@ from stages.training_rows import (
 )
 
 log = logging.getLogger("lakelens.train")
-KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner", "text_image")
+COLOURISERS = ("colouriser_residual", "colouriser_hypercolumn")
+KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner", "text_image", *COLOURISERS)
 # Input side in pixels unless --size says otherwise: the detector needs more for objects of a few pixels.
-DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64, "text_image": 64}
+DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64, "text_image": 64,
+                **dict.fromkeys(COLOURISERS, 64)}  # fmt: skip
 # Input side with a pretrained backbone: the 224 pixels of its ImageNet training (a multiple of its stride, 32).
 BACKBONE_SIZE = 224
 # Anchor sides (fractions of the image side) of a detector on a backbone, for photos' objects of every size.
@@ -69,6 +72,7 @@ DEFAULT_TARGET_COLUMN = {
     "segmenter": "mask",
     "captioner": "caption",
     "text_image": "caption",
+    **dict.fromkeys(COLOURISERS, "bytes"),  # self-supervised: the image is its own target
 }
 # Kinds that learn from captions: one row per caption.
 CAPTION_KINDS = ("captioner", "text_image")
@@ -91,6 +95,8 @@ def training_targets(
     if kind == "segmenter":
         classes = given_classes.split(",") if given_classes else mask_classes(table)
         return {"mask": F.col(column)}, classes, False
+    if kind in COLOURISERS:
+        return {}, [], False
     return {"caption": F.col("caption")}, [], False
 
 
@@ -116,6 +122,8 @@ def make_model(
     elif kind == "text_image":
         arch_args = {"dim": dim, "in_channels": channels, "text_tower": "words" if vocabulary else "sentence",
                      "vocab_size": len(vocabulary) if vocabulary else 0}  # fmt: skip
+    elif kind in COLOURISERS:
+        arch_args = {}  # grey in, whatever the images' channels
     else:
         arch_args = {"num_classes": len(classes), "in_channels": channels}
     if start is not None:
@@ -153,6 +161,7 @@ def trainer(
         "embedder": (partial(train_embedder, loss=loss), evaluate_embedder),
         "detector": (train_detector, evaluate_detector),
         "segmenter": (train_segmenter, evaluate_segmenter),
+        **dict.fromkeys(COLOURISERS, (train_colouriser, evaluate_colouriser)),
     }[kind]
 
 

@@ -170,3 +170,20 @@ def test_train_job_text_image_puts_captions_near_their_images(spark, cfg, tmp_pa
     _, manifest = load_model(tmp_path, "colour-pairs")
     assert manifest.training["loss"] == "pair" and manifest.metrics["holdout_verify_auc"] > 0.95
     assert -1 < manifest.metrics["holdout_verify_threshold"] < 1 and manifest.metrics["holdout_verify_tar"] > 0.5
+
+
+@pytest.mark.parametrize("kind", ["colouriser_residual", "colouriser_hypercolumn"])
+def test_train_job_colouriser_learns_colours_from_lightness(spark, cfg, labelled_table: str, tmp_path: Path, capsys,
+                                                            kind: str) -> None:  # fmt: skip
+    """Red, green and blue images have different lightness: a colouriser learns which chroma goes with which, and
+    its images turned grey come back nearer the originals than grey."""
+    args = ["--lake", cfg.lake.root, "--set", f"lake.database={cfg.lake.database}", "--set",
+            f"models.registry={tmp_path}", "--set", "spark.master=local[2]"]  # fmt: skip
+    assert main([*args, "--model", kind, "--data", "shapes", "--epochs", "10", "--size", "16", "--batch-size", "6",
+                 "--lr", "0.01", "--holdout-percent", "25", "--name", "colours"]) == 0  # fmt: skip
+    model, manifest = load_model(tmp_path, "colours")
+    assert manifest.architecture == kind and manifest.arch_args == {}
+    metrics = manifest.metrics
+    assert metrics["holdout_psnr"] > metrics["holdout_grey_psnr"] + 3, metrics
+    assert metrics["holdout_colourfulness"] > 0.5 * metrics["holdout_true_colourfulness"], metrics
+    assert float(model.weights.max()) > float(model.weights.min())  # the bins' weights came from the images
