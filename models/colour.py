@@ -2,10 +2,10 @@
 
 A colouriser predicts, per pixel, a distribution over :data:`AB_BINS` chroma bins (classification, Zhang et al.
 2016: a plain L2 on a and b regresses to the mean of the plausible colours, which is grey-brown); the training
-target of a pixel is its true chroma softly spread over the 5 nearest bins, and rare bins are weighed up
-(:func:`rebalancing_weights`) so that saturated colours are not drowned by the common desaturated ones. A
-prediction becomes chroma by the annealed mean (:func:`annealed_mean`) and an RGB image by putting that chroma
-beside the input's own lightness L (:func:`lab_to_rgb`), at the input's size: every detail of the input stays.
+target of a pixel is its true chroma softly spread over the 5 nearest bins (:func:`nearest_bins`), and rare bins
+are weighed up (:func:`rebalancing_weights`) so that saturated colours are not drowned by the common desaturated
+ones. A prediction becomes chroma by the annealed mean (:func:`annealed_mean`) and an RGB image by putting that
+chroma beside the input's own lightness L (:func:`recombine`), at the input's size: every detail of the input stays.
 
 Shapes: rgb float32 [N, 3, H, W] in [0, 1]; lab float32 [N, 3, H, W] (L in [0, 100], a and b about [-110, 110]).
 """
@@ -61,16 +61,27 @@ def grey_from_lightness(lightness: torch.Tensor) -> torch.Tensor:
     return torch.where(y > 0.0031308, 1.055 * y.clamp(min=1e-12) ** (1 / 2.4) - 0.055, 12.92 * y)
 
 
-def soft_targets(ab: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> torch.Tensor:
-    """Chroma [N, 2, H, W] -> float32 [N, AB_BINS, H, W]: each pixel's weight on its ``neighbours`` nearest bins,
-    Gaussian in the distance (``sigma`` in Lab units), summing to 1."""
+def nearest_bins(ab: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chroma [N, 2, H, W] -> (bins int64 [N, K, H, W], weights float32 [N, K, H, W]): each pixel's ``neighbours``
+    (K, at most 9) nearest bins, nearest first, weighed by a Gaussian of the distance (``sigma`` in Lab units)
+    summing to 1: the soft target of the pixel's chroma.
+
+    The nearest bins of a point are among the 3 x 3 grid bins around its nearest one (the bins beyond are at least
+    1.5 steps away, the 5th nearest at most 1.58): 9 distances a pixel, not AB_BINS."""
     n, _, h, w = ab.shape
     pixels = ab.permute(0, 2, 3, 1).reshape(-1, 2).float()
-    distances = torch.cdist(pixels, bin_centres())
-    near, which = distances.topk(neighbours, dim=1, largest=False)
+    side = len(_CENTRES)
+    nearest = torch.round((pixels + AB_RANGE) / AB_STEP).long().clamp(0, side - 1)
+    steps = torch.tensor([(da, db) for da in (-1, 0, 1) for db in (-1, 0, 1)])
+    cells = nearest[:, None, :] + steps[None]  # [P, 9, 2] grid coordinates
+    inside = ((cells >= 0) & (cells < side)).all(dim=2)
+    cells = cells.clamp(0, side - 1)
+    distances = torch.linalg.vector_norm(_CENTRES[cells] - pixels[:, None, :], dim=2)
+    near, which = distances.masked_fill(~inside, float("inf")).topk(neighbours, dim=1, largest=False)
+    chosen = cells.gather(1, which[:, :, None].expand(-1, -1, 2))
+    bins = chosen[:, :, 0] * side + chosen[:, :, 1]
     weights = torch.softmax(-(near**2) / (2 * sigma**2), dim=1)
-    targets = torch.zeros(len(pixels), AB_BINS).scatter_(1, which, weights)
-    return targets.view(n, h, w, AB_BINS).permute(0, 3, 1, 2)
+    return (bins.view(n, h, w, -1).permute(0, 3, 1, 2), weights.view(n, h, w, -1).permute(0, 3, 1, 2))
 
 
 def rebalancing_weights(counts: torch.Tensor, mix: float = 0.5, sigma: float = 5.0) -> torch.Tensor:
@@ -94,9 +105,9 @@ def colour_loss(logits: torch.Tensor, ab: torch.Tensor, weights: torch.Tensor) -
     """
     if ab.shape[-2:] != logits.shape[-2:]:
         ab = F.interpolate(ab, size=logits.shape[-2:], mode="area")
-    targets = soft_targets(ab)
-    pixel_weights = weights[targets.argmax(dim=1)]  # the weight of each pixel's nearest bin
-    cross = -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    bins, targets = nearest_bins(ab)
+    pixel_weights = weights[bins[:, 0]]  # the weight of each pixel's nearest bin
+    cross = -(targets * F.log_softmax(logits.float(), dim=1).gather(1, bins)).sum(dim=1)
     return (pixel_weights * cross).sum() / pixel_weights.sum()
 
 

@@ -23,9 +23,9 @@ from models.colour import (
     colour_loss,
     colourfulness,
     lab_to_rgb,
+    nearest_bins,
     rebalancing_weights,
     rgb_to_lab,
-    soft_targets,
 )
 from models.data import Preprocessing, table_loader
 from models.train_loop import Optimiser, TrainSettings, seed_everything
@@ -60,7 +60,7 @@ def chroma_counts(url: str, prep: Preprocessing, batch_size: int, batches: int =
     with table_loader(url, colour_input(prep), batch_size, NoTargets(), shuffle=False) as loader:
         for batch in itertools.islice(loader, batches):
             chroma = rgb_to_lab(batch["pixels"])[:, 1:]
-            counts += torch.bincount(soft_targets(chroma).argmax(dim=1).flatten(), minlength=AB_BINS).float()
+            counts += torch.bincount(nearest_bins(chroma)[0][:, 0].flatten(), minlength=AB_BINS).float()
     return counts
 
 

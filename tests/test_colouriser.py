@@ -13,12 +13,18 @@ from models.colour import (
     colour_loss,
     grey_from_lightness,
     lab_to_rgb,
+    nearest_bins,
     rebalancing_weights,
     recombine,
     rgb_to_lab,
-    soft_targets,
 )
 from models.colouriser import HypercolumnColouriser, ResidualColouriser
+
+
+def soft_targets(ab: torch.Tensor) -> torch.Tensor:
+    """The soft targets of :func:`nearest_bins` as a dense distribution over the bins per pixel [N, AB_BINS, H, W]."""
+    bins, weights = nearest_bins(ab)
+    return torch.zeros(ab.shape[0], AB_BINS, *ab.shape[2:]).scatter_(1, bins, weights)
 
 
 def pixels(*rgb: tuple[float, float, float]) -> torch.Tensor:
@@ -112,3 +118,11 @@ def test_a_tiny_colouriser_learns_the_colour_that_goes_with_a_lightness(architec
         ab = annealed_mean(model.eval()(test[:, :1]))
     red = test[:, 1] > 40  # the square's pixels (a* of that red is about 60)
     assert ab[:, 0][red].mean() > 35 and ab[:, 0][~red].abs().mean() < 10
+
+
+def test_soft_targets_match_the_nearest_bins_of_the_whole_grid() -> None:
+    ab = (torch.rand(1, 2, 40, 50, generator=torch.Generator().manual_seed(2)) * 2 - 1) * 108
+    pixels = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+    near, which = torch.cdist(pixels, bin_centres()).topk(5, dim=1, largest=False)
+    brute = torch.zeros(len(pixels), AB_BINS).scatter_(1, which, torch.softmax(-(near**2) / 50, dim=1))
+    torch.testing.assert_close(soft_targets(ab).permute(0, 2, 3, 1).reshape(-1, AB_BINS), brute, atol=1e-4, rtol=0)
