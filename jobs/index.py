@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from lakelens.cli import config_from_args, job_parser, run_job
 from lakelens.spark import build_session
 from models.registry import RegistryError
-from stages.index import index_near_duplicates, index_search, index_similar
+from stages.index import buckets_for_search, index_near_duplicates, index_search, index_similar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     spark = build_session(cfg)
     print(index_near_duplicates(spark, cfg, args.full).summary())
-    if "search" in cfg.annotate.tasks and cfg.index.search.method == "lsh":
+    if buckets_for_search(cfg):
         searched = index_search(spark, cfg, args.full)
         print(searched.summary() if searched else "search buckets: skipped (no image vectors from the text model yet: "
               "run jobs.annotate --tasks search)")  # fmt: skip

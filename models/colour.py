@@ -56,9 +56,8 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 def grey_from_lightness(lightness: torch.Tensor) -> torch.Tensor:
     """CIE L [N, 1, H, W] in [0, 100] -> the grey sRGB value [N, 1, H, W] in [0, 1] of that lightness."""
-    fy = (lightness.float() + 16) / 116
-    y = torch.where(fy > _DELTA, fy**3, 3 * _DELTA**2 * (fy - 4 / 29)).clamp(0, 1)
-    return torch.where(y > 0.0031308, 1.055 * y.clamp(min=1e-12) ** (1 / 2.4) - 0.055, 12.92 * y)
+    no_chroma = torch.zeros_like(lightness, dtype=torch.float32).expand(-1, 2, -1, -1)
+    return lab_to_rgb(torch.cat([lightness.float(), no_chroma], dim=1))[:, :1]
 
 
 def nearest_bins(ab: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -536,6 +536,11 @@ def search_params(cfg: Config, model: Manifest) -> SimHashParams | None:
     return SimHashParams(f"{model.name}:{model.version}", vector_dim(model), sc.bands, sc.rows, sc.seed)
 
 
+def buckets_for_search(cfg: Config) -> bool:
+    """Whether the index buckets the search model's image vectors: the search task runs, with ``method: lsh``."""
+    return SEARCH_TASK in cfg.annotate.tasks and cfg.index.search.method == "lsh"
+
+
 def index_search(spark: SparkSession, cfg: Config, full: bool = False) -> SearchIndexCounts | None:
     """Bucket the search model's image vectors that have no buckets yet (``index.search.method: lsh``; None where
     it is exact or the lake has no such vectors). An image's band-0 row marks it done, so a re-run adds nothing."""

@@ -33,7 +33,14 @@ from lakelens.sources import Source, open_source
 from lakelens.spark import local_frame
 from lakelens.views import ViewSources, create_views
 from stages.annotate import annotate, checked_manifest, configured_manifest, install_missing_models
-from stages.index import index_near_duplicates, index_search, index_similar, near_dup_params, similar_params
+from stages.index import (
+    buckets_for_search,
+    index_near_duplicates,
+    index_search,
+    index_similar,
+    near_dup_params,
+    similar_params,
+)
 from stages.ingest import ingest
 
 log = logging.getLogger("lakelens.nightly")
@@ -68,7 +75,7 @@ def stages(cfg: Config) -> list[str]:
     similar-image half only where embeddings are made; the search buckets only where the search task runs with
     ``index.search.method: lsh``)."""
     similar = ["index:similar"] if "embed" in cfg.annotate.tasks else []
-    search = ["index:search"] if "search" in cfg.annotate.tasks and cfg.index.search.method == "lsh" else []
+    search = ["index:search"] if buckets_for_search(cfg) else []
     return ["ingest", "annotate", "index:near_dup", *similar, *search]
 
 
