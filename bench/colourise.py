@@ -32,8 +32,7 @@ from bench.text_search import coco_rows, scene_rows
 from lakelens.config import load_config
 from lakelens.imaging import decode_rgb
 from lakelens.lake import registry_root
-from models.colour import colourfulness
-from models.colouriser_training import psnr
+from models.colour import colourfulness, psnr
 from models.registry import load_model
 from udfs.colourise import ColourisePredictor
 from udfs.predictor import predict_frame

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = cfg.lake.database
     similar = ("similar",) if "embed" in cfg.annotate.tasks else ()
     index_tables = ("signatures", "lsh_buckets", "near_dup_pairs", "dup_groups", *similar)
-    annotations = (TASKS[t].table.name for t in cfg.annotate.tasks)
+    annotations = dict.fromkeys(spec.name for t in cfg.annotate.tasks for spec in TASKS[t].tables)
     tables = ", ".join(f"{db}.{t}" for t in ("images", "image_uris", *annotations, *index_tables, "runs"))
     lake_arg = "" if cfg.lake.root == "./lake" else f" --lake {cfg.lake.root}"
     registry = registry_root(cfg)

@@ -64,7 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="share of the rows held out for the metrics, chosen by a hash of image_id (default 10)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights' start and the shuffling (default 0)")
-    parser.add_argument("--dim", type=int, default=64, help="embedder, text_image: vector length (default 64)")
+    parser.add_argument(
+        "--dim", type=int, default=64, help="embedder, text_image: vector length; autoencoder: code length (default 64)"
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="autoencoder: the denoising variant's Gaussian input noise while training (standard deviation in "
+        "normalised units, 0.25 = 1/16 of the pixel range), default 0 (a plain autoencoder)",
+    )
     parser.add_argument(
         "--loss",
         choices=sorted(EMBEDDER_LOSSES),
@@ -155,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--data is required to train")
     if args.freeze_backbone and not args.backbone:
         parser.error("--freeze-backbone needs --backbone")
+    if args.noise and (args.model != "autoencoder" or args.noise < 0):
+        parser.error("--noise is for --model autoencoder, and at least 0")
+    if args.backbone and args.model == "autoencoder":
+        parser.error("the autoencoder learns its own conv stages: leave out --backbone")
     size_given = args.size is not None
     args.size = args.size or (BACKBONE_SIZE if args.backbone else DEFAULT_SIZE[args.model])
     if args.backbone and (args.channels != 3 or args.size % BACKBONE_STRIDE):
@@ -177,7 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device()
     seed_everything(args.seed)  # the weights' start, as --seed says: the same command makes the same model
     model, arch_args = make_model(
-        args.model, snap.classes, snap.multi_label, args.channels, args.dim, snap.vocabulary, start, image_start
+        args.model,
+        snap.classes,
+        snap.multi_label,
+        args.channels,
+        args.dim,
+        snap.vocabulary,
+        start,
+        image_start,
+        args.noise,
     )
     if args.freeze_backbone:
         find_backbone(model).requires_grad_(False)

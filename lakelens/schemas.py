@@ -204,6 +204,42 @@ EMBEDDINGS = _annotations(
     [_f("vector", ArrayType(FloatType()))],
 )
 
+COLOURISED = _annotations(
+    "colourised",
+    "Colouriser output per grey or tinted image (colour images get no row: annotate_left_out): RGB at its size.",
+    [
+        _f("png", BinaryType()),  # RGB PNG at the image's width and height; its lightness is the image's own
+        _f("kind", StringType()),  # grey (no chroma) or tinted (one hue, as sepia)
+    ],
+)
+
+RECONSTRUCTIONS = _annotations(
+    "reconstructions",
+    "Autoencoder output per image: how badly it reconstructs (odd images first) and where; its code is in embeddings.",
+    [
+        _f("error_per_pixel", FloatType()),  # mean squared error per pixel and channel, pixels in [0, 1]
+        _f("worst_region", _BOX),  # the cell of a 4 x 4 grid reconstructed worst, in the image's pixels
+        _f("worst_error", FloatType()),  # that cell's error per pixel
+        _f("reconstruction", BinaryType()),  # PNG of the reconstruction at the model's input size
+    ],
+)
+
+ANNOTATE_LEFT_OUT = TableSpec(
+    name="annotate_left_out",
+    description="Images a task's model saw and left out on purpose (colourise: colour images), so none is seen again.",
+    schema=StructType(
+        [
+            _f("image_id", StringType(), False),
+            _f("task", StringType(), False),
+            _f("kind", StringType(), False),  # what the image is, as the task names it (colourise: colour)
+            _f("annotated_at", TimestampType(), False),
+            _f("model", StringType(), False),
+            _f("model_version", StringType(), False),
+        ]
+    ),
+    partition_by=("model", "model_version"),
+)
+
 LSH_PARAMS = TableSpec(
     name="lsh_params",
     description="Every signature scheme jobs.index has used: its params_id and all its parameters (JSON).",
@@ -367,6 +403,9 @@ TABLES: dict[str, TableSpec] = {
         SEGMENTS,
         CAPTIONS,
         EMBEDDINGS,
+        COLOURISED,
+        RECONSTRUCTIONS,
+        ANNOTATE_LEFT_OUT,
         LSH_PARAMS,
         SIGNATURES,
         LSH_BUCKETS,

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakelens.checks import Check, positive, unit
-from lakelens.schemas import CAPTIONS, DETECTIONS, EMBEDDINGS, LABELS, SEGMENTS, TableSpec
+from lakelens.schemas import (
+    CAPTIONS,
+    COLOURISED,
+    DETECTIONS,
+    EMBEDDINGS,
+    LABELS,
+    RECONSTRUCTIONS,
+    SEGMENTS,
+    TableSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,13 @@ class Option:
 @dataclass(frozen=True)
 class Task:
     """An annotate task. ``predictor`` is ``module:Class`` of a ``udfs.predictor.Predictor`` whose ``configure``
-    takes ``options``' names; its outputs are ``table``'s columns."""
+    takes ``options``' names; its outputs are ``table``'s columns and those of the ``also`` tables.
+
+    A task that sorts images (its predictor's ``kind`` output, one of ``kinds``) may leave some out: an image of a
+    kind in ``leaves_out`` gets no row in ``table`` but one in ``annotate_left_out``, so that the model version does
+    not see it again; the run counts each kind. ``also``: further tables each of the task's rows goes to, with the
+    columns they share with its outputs (the autoencoder's code goes to ``embeddings``).
+    """
 
     name: str
     table: TableSpec
@@ -43,11 +58,24 @@ class Task:
     default_model: str
     help: str
     options: Mapping[str, Option] = field(default_factory=dict)
+    kinds: tuple[str, ...] = ()
+    leaves_out: tuple[str, ...] = ()
+    also: tuple[TableSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not set(self.leaves_out) <= set(self.kinds):
+            raise ValueError(f"task {self.name}: leaves_out {self.leaves_out} must be among its kinds {self.kinds}")
+
+    @property
+    def tables(self) -> tuple[TableSpec, ...]:
+        """Every table the task writes: its own first."""
+        return (self.table, *self.also)
 
 
 # Pretrained ImageNet architectures (models/pretrained.py): they name 1000 classes and give pooled unit vectors.
 # "onnx": a graph a user registered (models/onnx_model.py), whose manifest maps its outputs to scores or vectors.
 BACKBONES = ("mobilenet_v2", "efficientnet_lite0")
+COLOURISERS = ("colouriser_residual", "colouriser_hypercolumn")
 
 # The default models are for photos where a pretrained model serves the task (models/pretrained.py; measured on COCO
 # photos by bench.photo_models, BENCHMARKS.md): EfficientNet-Lite0 names more of them right (top-1 65 % against
@@ -81,12 +109,25 @@ TASKS: dict[str, Task] = {
             {"beam_size": Option(3, positive, "beam width; 1 is greedy")},
         ),
         Task(
-            "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder", *BACKBONES, "onnx"), "mobilenet-v2-imagenet",
+            "embed", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("embedder", *BACKBONES, "onnx", "autoencoder"),
+            "mobilenet-v2-imagenet",
             "a unit vector for similar-image search",
         ),
         Task(
             "search", EMBEDDINGS, "udfs.embed:EmbedPredictor", ("text_image",), "text-image",
             "the image's unit vector in a text-image space, for jobs.search --text (under the text model's name)",
+        ),
+        Task(
+            "colourise", COLOURISED, "udfs.colourise:ColourisePredictor", COLOURISERS, "colouriser",
+            "grey and tinted images in colour, at their size and with their own lightness; colour images left out",
+            {"temperature": Option(0.38, positive, "annealed mean of the chroma bins: lower is more vivid, 1 the "
+                                                   "plain mean")},
+            kinds=("grey", "tinted", "colour"), leaves_out=("colour",),
+        ),
+        Task(
+            "autoencode", RECONSTRUCTIONS, "udfs.autoencode:AutoencodePredictor", ("autoencoder",), "autoencoder",
+            "how badly an autoencoder gives the image back (odd images first) and where; its code in embeddings",
+            also=(EMBEDDINGS,),
         ),
     )
 }  # fmt: skip

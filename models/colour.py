@@ -46,12 +46,47 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """CIE Lab [N, 3, H, W] -> sRGB [N, 3, H, W], clipped to [0, 1] (a chroma outside the gamut saturates)."""
+    return _linear_to_srgb(_lab_to_linear(lab).clamp(0, 1))
+
+
+def _lab_to_linear(lab: torch.Tensor) -> torch.Tensor:
+    """CIE Lab [N, 3, H, W] -> linear RGB [N, 3, H, W], outside [0, 1] where the colour is outside the gamut."""
     lab = lab.float()
     fy = (lab[:, 0] + 16) / 116
     f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
     xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE.view(1, 3, 1, 1)
-    linear = torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_XYZ), xyz).clamp(0, 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_XYZ), xyz)
+
+
+def _linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
     return torch.where(linear > 0.0031308, 1.055 * linear.clamp(min=1e-12) ** (1 / 2.4) - 0.055, 12.92 * linear)
+
+
+def fit_to_gamut(lightness: torch.Tensor, ab: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Chroma [N, 2, H, W] scaled towards grey, pixel by pixel, as little as it takes for (L, a, b) to lie in the
+    sRGB gamut (to 2**-steps of the scale), so that the colour keeps the lightness L [N, 1, H, W] exactly, where
+    clipping the RGB would change it. A grey of any L in [0, 100] is in the gamut: scale 0 always fits."""
+
+    def fits(light: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+        linear = _lab_to_linear(torch.cat([light, chroma], dim=1))
+        return ((linear >= -1e-4) & (linear <= 1 + 1e-4)).all(dim=1, keepdim=True)
+
+    outside = ~fits(lightness, ab)
+    if not outside.any():
+        return ab
+    # Only the pixels outside the gamut are searched, as one column [1, C, M, 1].
+    where = outside.permute(0, 2, 3, 1).reshape(-1).nonzero().squeeze(1)
+    chroma = ab.permute(0, 2, 3, 1).reshape(-1, 2).clone()
+    light = lightness.permute(0, 2, 3, 1).reshape(-1, 1)[where].T.reshape(1, 1, -1, 1)
+    wanted = chroma[where].T.reshape(1, 2, -1, 1)
+    low, high = torch.zeros_like(light), torch.ones_like(light)
+    for _ in range(steps):  # bisection of each pixel's scale: low fits, high does not
+        middle = (low + high) / 2
+        ok = fits(light, wanted * middle)
+        low, high = torch.where(ok, middle, low), torch.where(ok, high, middle)
+    chroma[where] = (wanted * low).reshape(2, -1).T
+    n, _, h, w = ab.shape
+    return chroma.reshape(n, h, w, 2).permute(0, 3, 1, 2)
 
 
 def grey_from_lightness(lightness: torch.Tensor) -> torch.Tensor:
@@ -118,10 +153,12 @@ def annealed_mean(logits: torch.Tensor, temperature: float = 0.38) -> torch.Tens
 
 
 def recombine(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """The input's own L [N, 1, H, W] and predicted chroma [N, 2, h, w] (resized to H x W) -> sRGB [N, 3, H, W]."""
+    """The input's own L [N, 1, H, W] and predicted chroma [N, 2, h, w] (resized to H x W) -> sRGB [N, 3, H, W]
+    with that lightness: a chroma outside the gamut at a pixel's L is scaled towards grey (:func:`fit_to_gamut`)."""
     if ab.shape[-2:] != lightness.shape[-2:]:
         ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
-    return lab_to_rgb(torch.cat([lightness, ab], dim=1))
+    lightness = lightness.float()
+    return lab_to_rgb(torch.cat([lightness, fit_to_gamut(lightness, ab.float())], dim=1))
 
 
 def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
@@ -131,3 +168,9 @@ def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
     rg, yb = (r - g).flatten(1), (0.5 * (r + g) - b).flatten(1)
     spread = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False))
     return spread + 0.3 * torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio (dB) of each image pair [N, 3, H, W] in [0, 1]: float32 [N]."""
+    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(dim=1).clamp(min=1e-10)
+    return 10 * torch.log10(1 / mse)

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
-from dataclasses import dataclass
-from typing import Any
 
-import pandas as pd
 import torch
 
 from models.colour import (
@@ -24,28 +20,16 @@ from models.colour import (
     colourfulness,
     lab_to_rgb,
     nearest_bins,
+    psnr,
     rebalancing_weights,
     rgb_to_lab,
 )
-from models.data import Preprocessing, table_loader
-from models.train_loop import Optimiser, TrainSettings, seed_everything
+from models.data import NoTargets, Preprocessing, table_loader
+from models.train_loop import TrainSettings, seed_everything, train_on_images
 
 log = logging.getLogger("lakelens.train")
 # Batches of the training snapshot whose chroma sets the bins' weights.
 COUNT_BATCHES = 20
-
-
-@dataclass(frozen=True)
-class NoTargets:
-    """The image is the target: no snapshot column beside its bytes."""
-
-    columns: tuple[str, ...] = ()
-
-    def fields(self) -> list[tuple[str, Any, tuple[int, ...]]]:
-        return []
-
-    def decode(self, rows: pd.DataFrame) -> dict[str, list]:
-        return {}
 
 
 def colour_input(prep: Preprocessing) -> Preprocessing:
@@ -71,34 +55,13 @@ def train_colouriser(
     {loss, rows, images_per_s}."""
     seed_everything(settings.seed)
     model.weights.copy_(rebalancing_weights(chroma_counts(train_url, prep, settings.batch_size)))
-    model.to(device).train()
-    optimiser = Optimiser(model, settings, device)
-    history = []
-    for epoch in range(settings.epochs):
-        started, seen, total = time.perf_counter(), 0, 0.0
-        with table_loader(train_url, colour_input(prep), settings.batch_size, NoTargets(), seed=settings.seed + epoch,
-                          workers=settings.workers) as loader:  # fmt: skip
-            for batch in loader:
-                lab = rgb_to_lab(batch["pixels"].to(device, non_blocking=True))
-                with torch.autocast(device.type, enabled=optimiser.amp):
-                    loss = colour_loss(model(lab[:, :1]), lab[:, 1:], model.weights)
-                optimiser.step(loss)
-                seen += len(lab)
-                total += loss.item() * len(lab)
-        optimiser.end_epoch()
-        if not seen:
-            raise ValueError(f"no training rows in {train_url}")
-        stats = {"loss": total / seen, "rows": float(seen), "images_per_s": seen / (time.perf_counter() - started)}
-        history.append(stats)
-        log.info("epoch %d/%d: colour loss %.4f, %.0f images/s", epoch + 1, settings.epochs, stats["loss"],
-                 stats["images_per_s"])  # fmt: skip
-    return history
 
+    def loss_of(net: torch.nn.Module, rgb: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(rgb.device.type, enabled=False):  # the colour space in float32 under mixed precision
+            lab = rgb_to_lab(rgb.float())
+        return colour_loss(net(lab[:, :1]), lab[:, 1:], net.weights)
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio (dB) of each image pair [N, 3, H, W] in [0, 1]: float32 [N]."""
-    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(dim=1).clamp(min=1e-10)
-    return 10 * torch.log10(1 / mse)
+    return train_on_images(model, train_url, colour_input(prep), settings, device, loss_of, "colour")
 
 
 @torch.no_grad()

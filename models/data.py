@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import torch
 from petastorm import make_batch_reader
 from petastorm.pytorch import DataLoader
 from petastorm.transform import TransformSpec
@@ -76,6 +77,13 @@ def preprocess_rgb(rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
+def to_unit_pixels(normalised: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """Normalised pixels [N, C, H, W] back to [0, 1] (clamped), as ``prep`` made them."""
+    mean = torch.tensor(prep.mean, device=normalised.device).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std, device=normalised.device).view(1, -1, 1, 1)
+    return (normalised.float() * std + mean).clamp(0, 1)
+
+
 def multi_hot(ids: np.ndarray, num_classes: int) -> np.ndarray:
     """Class ids (any length) -> float32 [num_classes] with 1 at each id."""
     target = np.zeros(num_classes, np.float32)
@@ -114,6 +122,19 @@ class Labels:
         if self.num_classes is None:
             return {"label": list(rows["label"].astype(np.int64))}
         return {"label": [multi_hot(ids, self.num_classes) for ids in rows["label"]]}
+
+
+@dataclass(frozen=True)
+class NoTargets:
+    """The image is the target: no snapshot column beside its bytes."""
+
+    columns: tuple[str, ...] = ()
+
+    def fields(self) -> list[tuple[str, Any, tuple[int, ...]]]:
+        return []
+
+    def decode(self, rows: pd.DataFrame) -> dict[str, list]:
+        return {}
 
 
 def decode_rows(rows: pd.DataFrame, prep: Preprocessing, targets: Targets) -> pd.DataFrame:

@@ -43,6 +43,7 @@ ARCHITECTURES: dict[str, str] = {
     "text_image": "models.text_image:TextImage",
     "colouriser_hypercolumn": "models.colouriser:HypercolumnColouriser",
     "colouriser_residual": "models.colouriser:ResidualColouriser",
+    "autoencoder": "models.autoencoder:ConvAutoencoder",
     "mobilenet_v2": "models.mobilenet_v2:MobileNetV2",
     "efficientnet_lite0": "models.efficientnet_lite:EfficientNetLite0",
 }
@@ -59,7 +60,7 @@ OUTPUT_NAMES: dict[str, tuple[str, str]] = {
 # Architectures whose forward takes the image batch alone, so that registration can run them once on a blank one.
 IMAGES_ONLY = (
     "classifier", "detector", "segmenter", "embedder", "text_image", "colouriser_hypercolumn", "colouriser_residual",
-    "mobilenet_v2", "efficientnet_lite0",
+    "autoencoder", "mobilenet_v2", "efficientnet_lite0",
 )  # fmt: skip
 # The length of the "vectors" an architecture outputs where no arch_args.dim says it (pooled backbone features).
 FEATURE_DIMS = {"mobilenet_v2": 1280, "efficientnet_lite0": 1280}

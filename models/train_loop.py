@@ -1,4 +1,5 @@
-"""Training and evaluation loops for the classifier; Spark-free (data: petastorm table URLs).
+"""Training and evaluation loops for the classifier, and the loop of the self-supervised models (colourisers,
+autoencoder); Spark-free (data: petastorm table URLs).
 
 CUDA with mixed precision when present, the CPU otherwise; seeds fixed; one log line per epoch.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +18,7 @@ from torch import nn
 
 from models.backbones import find_backbone
 from models.classifier import Classifier
-from models.data import Labels, Preprocessing, table_loader
+from models.data import Labels, NoTargets, Preprocessing, table_loader
 
 log = logging.getLogger("lakelens.train")
 # Learning rate of a pretrained backbone's parameters against the rest of the model's, when it is fine-tuned. AdamW
@@ -141,6 +143,43 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> tuple[flo
         precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
         precisions.append(float(precision[hits].mean()))
     return (float(np.mean(precisions)) if precisions else float("nan")), len(precisions)
+
+
+def train_on_images(
+    model: nn.Module,
+    train_url: str,
+    prep: Preprocessing,
+    settings: TrainSettings,
+    device: torch.device,
+    loss_of: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    what: str,
+) -> list[dict[str, float]]:
+    """Train in place, self-supervised, on the images of the table at ``train_url`` as ``prep`` decodes them:
+    ``loss_of(model, pixels [N, C, S, S] on the device)`` is minimised; returns per epoch {loss, rows,
+    images_per_s}, logged as ``what`` loss."""
+    seed_everything(settings.seed)
+    model.to(device).train()
+    optimiser = Optimiser(model, settings, device)
+    history = []
+    for epoch in range(settings.epochs):
+        started, seen, total = time.perf_counter(), 0, 0.0
+        with table_loader(train_url, prep, settings.batch_size, NoTargets(), seed=settings.seed + epoch,
+                          workers=settings.workers) as loader:  # fmt: skip
+            for batch in loader:
+                pixels = batch["pixels"].to(device, non_blocking=True)
+                with torch.autocast(device.type, enabled=optimiser.amp):
+                    loss = loss_of(model, pixels)
+                optimiser.step(loss)
+                seen += len(pixels)
+                total += loss.item() * len(pixels)
+        optimiser.end_epoch()
+        if not seen:
+            raise ValueError(f"no training rows in {train_url}")
+        stats = {"loss": total / seen, "rows": float(seen), "images_per_s": seen / (time.perf_counter() - started)}
+        history.append(stats)
+        log.info("epoch %d/%d: %s loss %.4f, %.0f images/s", epoch + 1, settings.epochs, what, stats["loss"],
+                 stats["images_per_s"])  # fmt: skip
+    return history
 
 
 def train_classifier(

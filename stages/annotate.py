@@ -27,12 +27,12 @@ from lakelens.lake import append_each, read_table, registry_root, staged
 from lakelens.progress import stage_progress
 from lakelens.pyworker import worker_task
 from lakelens.row_errors import MODEL_ERROR_PATTERN
-from lakelens.schemas import IMAGES, TableSpec
+from lakelens.schemas import ANNOTATE_LEFT_OUT, IMAGES, TableSpec
 from lakelens.spark import session_conf
 from lakelens.tasks import TASKS
 from models.pretrained import install_models, installable
 from models.registry import Manifest, RegistryError, check_manifest, read_entry, read_manifest, versions
-from udfs.factory import ModelUdfSpec, make_tasks_udf, tasks_udf_schema, udf_schema
+from udfs.factory import ModelUdfSpec, make_tasks_udf, tasks_udf_schema
 
 log = logging.getLogger("lakelens.annotate")
 
@@ -44,8 +44,9 @@ class ModelFailedError(RuntimeError):
 @dataclass(frozen=True)
 class TaskCounts:
     """What one task of a run did. ``annotated == good + errors`` rows were written; ``model_failures`` images made
-    the model fail and got no row (they are annotated again on the next run); ``done_before + annotated +
-    model_failures`` = all images."""
+    the model fail and got no row (they are annotated again on the next run); ``left_out`` images are of a kind the
+    task leaves out (``Task.leaves_out``: no row in its table); ``done_before + annotated + model_failures +
+    left_out`` = all images. ``kinds``: (kind, images) of this run's, for a task that sorts images."""
 
     task: str
     model: str
@@ -55,6 +56,8 @@ class TaskCounts:
     good: int
     errors: int
     model_failures: int = 0
+    left_out: int = 0
+    kinds: tuple[tuple[str, int], ...] = ()
 
     def summary(self) -> str:
         failed = (
@@ -62,9 +65,13 @@ class TaskCounts:
             if self.model_failures
             else ""
         )
+        task = TASKS[self.task]
+        left = f", left out {self.left_out} ({'/'.join(task.leaves_out)}: no row)" if task.leaves_out else ""
+        kinds = f"; kinds: {', '.join(f'{k} {n}' for k, n in self.kinds)}" if self.kinds else ""
+        tables = " + ".join(t.name for t in task.tables)
         return (
-            f"{self.task}: {self.model} {self.version} -> {TASKS[self.task].table.name}: annotated {self.annotated} "
-            f"(good {self.good} + errors {self.errors}), already done {self.done_before}{failed}"
+            f"{self.task}: {self.model} {self.version} -> {tables}: annotated {self.annotated} "
+            f"(good {self.good} + errors {self.errors}), already done {self.done_before}{left}{failed}{kinds}"
         )
 
 
@@ -129,14 +136,35 @@ def transform_pending_images(images: DataFrame, pending: DataFrame, since: date,
 
 
 def transform_task_rows(annotated: DataFrame, task: str, table: TableSpec, annotated_at: datetime) -> DataFrame:
-    """One task's rows of the one-pass output (``tasks_udf_schema``): the images it ran on, but those the model
-    failed on (:func:`model_failed`), in ``table``'s columns, stamped with ``annotated_at``."""
-    fields = [f.name for f in udf_schema(table).fields if f.name != "image_id"]
-    return annotated.where(F.col(f"{task}__model").isNotNull() & ~model_failed(task)).select(
+    """One task's rows of the one-pass output (``tasks_udf_schema``) for ``table`` (one of the task's tables): the
+    images it ran on, but those the model failed on (:func:`model_failed`) and those it leaves out
+    (:func:`left_out`), in ``table``'s columns, stamped with ``annotated_at``."""
+    fields = [name for name in table.columns if name not in ("image_id", "annotated_at")]
+    return annotated.where(F.col(f"{task}__model").isNotNull() & ~model_failed(task) & ~left_out(task)).select(
         "image_id",
         *[F.col(f"{task}__{name}").alias(name) for name in fields],
         F.lit(annotated_at).cast("timestamp").alias("annotated_at"),
     )
+
+
+def transform_left_out_rows(annotated: DataFrame, task: str, annotated_at: datetime) -> DataFrame:
+    """The ``annotate_left_out`` rows of a task's images of a kind it leaves out."""
+    return annotated.where(left_out(task)).select(
+        "image_id",
+        F.lit(task).alias("task"),
+        F.col(f"{task}__kind").alias("kind"),
+        F.lit(annotated_at).cast("timestamp").alias("annotated_at"),
+        F.col(f"{task}__model").alias("model"),
+        F.col(f"{task}__model_version").alias("model_version"),
+    )
+
+
+def left_out(task: str) -> Column:
+    """Whether the task's row of the one-pass output is an image of a kind the task leaves out (never an error)."""
+    kinds = TASKS[task].leaves_out
+    if not kinds:
+        return F.lit(False)
+    return F.coalesce(F.col(f"{task}__error").isNull() & F.col(f"{task}__kind").isin(*kinds), F.lit(False))
 
 
 def model_failed(task: str) -> Column:
@@ -227,6 +255,10 @@ def annotate(
     started = time.monotonic()
     todo = [t for t in ANNOTATE_TASKS if t in tasks]
     specs = {t: model_spec(cfg, t, spark) for t in todo}
+    if _embeds_the_codes(specs):
+        todo.remove("embed")  # the autoencode task writes those vectors once; embed reads them as done
+        log.info("annotate: embed runs autoencode's model %s: its vectors are the autoencode task's codes",
+                 specs.pop("embed").manifest.name)  # fmt: skip
     images = read_table(spark, cfg, IMAGES)
     done = {t: _done_ids(spark, cfg, t, specs[t].manifest) for t in todo}
     flags = transform_pending_tasks(images, done).cache()
@@ -248,19 +280,21 @@ def annotate(
         cores = spark.sparkContext.defaultParallelism
         if pending.rdd.getNumPartitions() < cores:
             pending = pending.repartition(cores)
-        tables = {t: TASKS[t].table for t in todo}
         annotated_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
         log.info("annotate: %d images through %s", n_pending, ", ".join(f"{t} ({counted[t]})" for t in todo))
         udf = make_tasks_udf([specs[t] for t in todo])
         # What the pass made and what each append wrote are counted by the jobs that write them (observations),
         # not by reading the rows back.
         made = Observation()
-        passed = pending.mapInPandas(worker_task(udf), tasks_udf_schema(tables)).observe(
+        kinds = [(t, k) for t in todo for k in TASKS[t].kinds]
+        passed = pending.mapInPandas(worker_task(udf), tasks_udf_schema(todo)).observe(
             made,
             F.count("*").alias("rows"),
             *[F.count(f"{t}__model").alias(t) for t in todo],
             *[F.count_if(model_failed(t)).alias(f"{t}_failures") for t in todo],
             *[F.min(F.when(model_failed(t), F.col(f"{t}__error"))).alias(f"{t}_failure") for t in todo],
+            *[F.count_if(left_out(t)).alias(f"{t}_left_out") for t in todo],
+            *[F.count_if(F.col(f"{t}__kind") == k).alias(f"{t}_kind_{k}") for t, k in kinds],
         )
         appended = {t: Observation() for t in todo if counted[t]}
         with (
@@ -273,30 +307,39 @@ def annotate(
                 raise RuntimeError(f"annotate: {n_pending} images went in but the pass gave {made_rows}")
             writes = {
                 t: (
-                    transform_task_rows(annotated, t, tables[t], annotated_at).observe(
+                    transform_task_rows(annotated, t, TASKS[t].table, annotated_at).observe(
                         seen, F.count("*").alias("rows"), F.count("error").alias("errors")
                     ),
-                    tables[t],
+                    TASKS[t].table,
                 )
                 for t, seen in appended.items()
             }
+            further = [
+                (transform_task_rows(annotated, t, table, annotated_at), table)
+                for t in appended
+                for table in TASKS[t].also
+            ] + [
+                (transform_left_out_rows(annotated, t, annotated_at), ANNOTATE_LEFT_OUT)
+                for t in appended
+                if made_rows[f"{t}_left_out"]
+            ]
             # Embeddings first: the similar-image index reads them, and can start while the others are written.
             if "embed" in writes:
                 append_each([writes.pop("embed")], cfg)
                 embeddings_written()
-            append_each(list(writes.values()), cfg)
+            append_each([*writes.values(), *further], cfg)
     finally:
         flags.unpersist()
         for spec in specs.values():
             spec.weights.unpersist()
     seen = {t: appended[t].get if t in appended else {"rows": 0, "errors": 0} for t in todo}  # one read each
     failures = {t: made_rows[f"{t}_failures"] for t in todo}
-    written = {t: (seen[t]["rows"], seen[t]["errors"], failures[t]) for t in todo}
+    written = {t: (seen[t]["rows"], seen[t]["errors"], failures[t], made_rows[f"{t}_left_out"]) for t in todo}
     for t in todo:
-        if written[t][0] + failures[t] != counted[t]:
+        if written[t][0] + failures[t] + written[t][3] != counted[t]:
             raise RuntimeError(f"{t}: {counted[t]} images went in but {written[t][0]} rows were written")
     for t in todo:
-        rows, errors, failed = written[t]
+        rows, errors, failed, _ = written[t]
         if failed and rows == errors:  # not one image went through: the model is broken, not the images
             m = specs[t].manifest
             raise ModelFailedError(
@@ -304,8 +347,19 @@ def annotate(
                 f"{made_rows[f'{t}_failure']}. No rows were written for them; fix or replace the model "
                 f"(--set annotate.models.{t}=NAME) and run again"
             )
-    counts = [_counts(specs[t], n_images, *written[t]) for t in todo]
+    counts = [
+        _counts(specs[t], n_images, *written[t], tuple((k, made_rows[f"{t}_kind_{k}"]) for k in TASKS[t].kinds))
+        for t in todo
+    ]
     return AnnotateCounts(n_images, n_pending, tuple(counts), time.monotonic() - started)
+
+
+def _embeds_the_codes(specs: Mapping[str, ModelUdfSpec]) -> bool:
+    """Whether embed and autoencode run the same model version (both would write its codes to embeddings)."""
+    if "embed" not in specs or "autoencode" not in specs:
+        return False
+    embed, codes = specs["embed"].manifest, specs["autoencode"].manifest
+    return (embed.name, embed.version) == (codes.name, codes.version)
 
 
 def _any_todo(tasks: Sequence[str]) -> Column:
@@ -313,10 +367,19 @@ def _any_todo(tasks: Sequence[str]) -> Column:
 
 
 def _done_ids(spark: SparkSession, cfg: Config, task: str, manifest: Manifest) -> DataFrame:
-    rows = read_table(spark, cfg, TASKS[task].table)
-    return rows.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
+    """The images the task's model version has seen: its rows, and those it left out."""
+    version = (F.col("model") == manifest.name) & (F.col("model_version") == manifest.version)
+    rows = read_table(spark, cfg, TASKS[task].table).where(version).select("image_id")
+    if not TASKS[task].leaves_out:
+        return rows
+    left = read_table(spark, cfg, ANNOTATE_LEFT_OUT).where(version & (F.col("task") == task)).select("image_id")
+    return rows.unionByName(left)
 
 
-def _counts(spec: ModelUdfSpec, n_images: int, rows: int, errors: int, failures: int = 0) -> TaskCounts:
+def _counts(
+    spec: ModelUdfSpec, n_images: int, rows: int, errors: int, failures: int = 0, left: int = 0,
+    kinds: tuple[tuple[str, int], ...] = (),
+) -> TaskCounts:  # fmt: skip
     m = spec.manifest
-    return TaskCounts(spec.task, m.name, m.version, n_images - rows - failures, rows, rows - errors, errors, failures)
+    done = n_images - rows - failures - left
+    return TaskCounts(spec.task, m.name, m.version, done, rows, rows - errors, errors, failures, left, kinds)

@@ -16,11 +16,10 @@ import html
 import logging
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakelens.config import Config
@@ -31,46 +30,21 @@ from lakelens.figures import (
     extend_key,
     legend,
     pca_2d,
-    png,
     scatter,
-    thumbnail,
     tsne_2d,
     with_boxes,
     with_mask,
 )
-from lakelens.imaging import decode_rgb
 from lakelens.lake import has_rows, lake_uri, read_table
 from lakelens.schemas import CAPTIONS, DETECTIONS, DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, RUNS, SEGMENTS, SIMILAR
 from models.vocabulary import tokenize
 from stages.annotate import configured_manifest
 from stages.index import near_dup_params, similar_params
+from stages.report_images import colour_section, unusual_section
+from stages.report_page import SIDE, Page, file_name, pinned, rgb_of, thumb_figure
 from stages.search import SearchError, best_k, lake_vectors, text_vectors
 
 log = logging.getLogger("lakelens.report")
-SIDE = 256  # pixels of a sample's longer side
-THUMB = 128  # pixels of a group member's or a neighbour's longer side
-
-
-@dataclass
-class Page:
-    """What the page shows, gathered from the lake; figures are written as they are made."""
-
-    out: Path
-    key: dict[str, RGB] = field(default_factory=dict)  # the page's class colours (``colour_key``)
-    sections: list[str] = field(default_factory=list)
-    figures: int = 0
-
-    def colours(self, names: Iterable[str]) -> dict[str, RGB]:
-        """The page's colour key, first given any of ``names`` it lacks (a class no configured model declares)."""
-        self.key = extend_key(self.key, names)
-        return self.key
-
-    def figure(self, image, alt: str) -> str:
-        """Write ``image`` as the next PNG and return its <img> tag."""
-        self.figures += 1
-        name = f"figures/{self.figures:04d}.png"
-        (self.out / name).write_bytes(png(image))
-        return f'<img src="{name}" alt="{html.escape(alt)}" width="{image.width}" height="{image.height}">'
 
 
 CLASS_TASKS = ("detect", "segment", "classify")  # the tasks whose models name classes
@@ -85,39 +59,11 @@ def colour_key(cfg: Config, names: Iterable[str] = ()) -> dict[str, RGB]:
     return extend_key(class_colours(known), names)
 
 
-def file_name(uri: str) -> str:
-    """The last part of an image's uri (``s3a://b/x/cat.jpg`` -> ``cat.jpg``), its caption under a thumbnail."""
-    return uri.rstrip("/").rsplit("/", 1)[-1]
-
-
 def lake_name(cfg: Config) -> str:
     """The name of the lake root's folder (``file:/data/lakes/cars`` -> ``cars``): what the page is titled."""
     uri = lake_uri(cfg)
     name = file_name(uri)
     return uri if not name or name.endswith(":") else name  # a root at "/" or a bare scheme has no folder name
-
-
-def _pinned(df: DataFrame, task: str, cfg: Config) -> DataFrame:
-    """The rows of the model version the configuration names for ``task``; none if the task is not configured."""
-    if task not in cfg.annotate.tasks:
-        return df.where(F.lit(False))
-    manifest = configured_manifest(cfg, task)
-    return df.where((F.col("model") == manifest.name) & (F.col("model_version") == manifest.version))
-
-
-def _rgb(data: bytes | None, cfg: Config) -> np.ndarray | None:
-    try:
-        return decode_rgb(data, cfg.ingest.max_pixels) if data else None
-    except Exception:  # the images table keeps undecodable files as error rows; the report skips them
-        return None
-
-
-def _thumb(page: Page, cfg: Config, row, caption: str) -> str:
-    """A thumbnail figure of an image row (uri, bytes) with ``caption``; nothing for an undecodable image."""
-    rgb = _rgb(row.bytes, cfg)
-    if rgb is None:
-        return ""
-    return f"<figure>{page.figure(thumbnail(rgb, THUMB)[0], row.uri)}<figcaption>{caption}</figcaption></figure>"
 
 
 def run_section(spark: SparkSession, cfg: Config) -> str:
@@ -152,10 +98,10 @@ def sample_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> list
     """``n`` images (the first by image_id, a random draw of content hashes) with what the models said."""
     chosen = read_table(spark, cfg, IMAGES).where(F.col("error").isNull()).select("image_id", "uri", "bytes")
     chosen = chosen.orderBy("image_id").limit(n)
-    detect = _pinned(read_table(spark, cfg, DETECTIONS), "detect", cfg).select("image_id", "objects")
-    segment = _pinned(read_table(spark, cfg, SEGMENTS), "segment", cfg).select("image_id", "mask", "mask_classes")
-    label = _pinned(read_table(spark, cfg, LABELS), "classify", cfg).select("image_id", "label", "score")
-    caption = _pinned(read_table(spark, cfg, CAPTIONS), "caption", cfg).select("image_id", "caption")
+    detect = pinned(read_table(spark, cfg, DETECTIONS), "detect", cfg).select("image_id", "objects")
+    segment = pinned(read_table(spark, cfg, SEGMENTS), "segment", cfg).select("image_id", "mask", "mask_classes")
+    label = pinned(read_table(spark, cfg, LABELS), "classify", cfg).select("image_id", "label", "score")
+    caption = pinned(read_table(spark, cfg, CAPTIONS), "caption", cfg).select("image_id", "caption")
     rows = chosen
     for extra in (detect, segment, label, caption):
         rows = rows.join(extra, "image_id", "left")
@@ -165,7 +111,7 @@ def sample_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> list
     key = page.colours([*labels, *classes])
     cards = []
     for r in rows:
-        rgb = _rgb(r.bytes, cfg)
+        rgb = rgb_of(r.bytes, cfg)
         if rgb is None:
             continue
         objects = [o.asDict() for o in (r.objects or [])]
@@ -199,7 +145,7 @@ def groups_section(spark: SparkSession, cfg: Config, page: Page, n: int, per_gro
     for r in rows:  # in Spark's order: largest group first
         by_group.setdefault((r.group_size, r.group_id), []).append(r)
     for (size, group_id), found in by_group.items():
-        pictures = [_thumb(page, cfg, r, html.escape(file_name(r.uri))) for r in found[:per_group]]
+        pictures = [thumb_figure(page, cfg, r, html.escape(file_name(r.uri))) for r in found[:per_group]]
         blocks.append(f'<div class="row"><p>group {html.escape(group_id[:12])}: {size} images</p>'
                       f'{"".join(pictures)}</div>')  # fmt: skip
     page.sections.append(f"<h2>Near-duplicate groups</h2>{''.join(blocks) or '<p>No near-duplicates found.</p>'}")
@@ -224,7 +170,7 @@ def similar_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Seq
             (found[r.neighbor_id], f"#{r.rank} cosine {r.cosine:.3f}")
             for r in sorted((r for r in lists if r.image_id == image_id), key=lambda r: r.rank)
         ]
-        pictures = [_thumb(page, cfg, r, f"{html.escape(file_name(r.uri))}<br>{text}") for r, text in shown]
+        pictures = [thumb_figure(page, cfg, r, f"{html.escape(file_name(r.uri))}<br>{text}") for r, text in shown]
         blocks.append(f'<div class="row">{"".join(pictures)}</div>')
     page.sections.append(f"<h2>Most similar images</h2>{''.join(blocks) or '<p>No top-k lists yet.</p>'}")
 
@@ -234,10 +180,10 @@ def search_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Sequ
     queries, each with the ``k`` images the search model ranks first (``stages.search``)."""
     if "search" not in cfg.annotate.tasks or n < 1:
         return
-    said = _pinned(read_table(spark, cfg, CAPTIONS), "caption", cfg).where(F.col("image_id").isin(list(image_ids)))
+    said = pinned(read_table(spark, cfg, CAPTIONS), "caption", cfg).where(F.col("image_id").isin(list(image_ids)))
     queries = [r.caption for r in said.where(F.col("caption").isNotNull()).orderBy("image_id").collect()]
     if not queries:
-        labelled = _pinned(read_table(spark, cfg, LABELS), "classify", cfg).where(
+        labelled = pinned(read_table(spark, cfg, LABELS), "classify", cfg).where(
             F.col("image_id").isin(list(image_ids))
         )
         queries = [r.label for r in labelled.where(F.col("label").isNotNull()).orderBy("image_id").collect()]
@@ -257,8 +203,10 @@ def search_section(spark: SparkSession, cfg: Config, page: Page, image_ids: Sequ
              .select("image_id", "uri", "bytes").collect()}  # fmt: skip
     blocks = []
     for query, hits in zip(queries, best, strict=True):
-        pictures = [_thumb(page, cfg, found[i], f"{html.escape(file_name(found[i].uri))}<br>#{rank} cosine {score:.3f}")
-                    for rank, (i, score) in enumerate(hits, 1)]  # fmt: skip
+        pictures = [
+            thumb_figure(page, cfg, found[i], f"{html.escape(file_name(found[i].uri))}<br>#{rank} cosine {score:.3f}")
+            for rank, (i, score) in enumerate(hits, 1)
+        ]
         blocks.append(f'<div class="row"><p>&ldquo;{html.escape(query)}&rdquo;</p>{"".join(pictures)}</div>')
     page.sections.append(f"<h2>Search by text</h2><p>The sample images' captions (or labels) as queries, each with "
                          f"the {k} images {html.escape(manifest.name)} {manifest.version} ranks first (jobs.search "
@@ -270,8 +218,8 @@ def map_section(spark: SparkSession, cfg: Config, page: Page, n: int) -> None:
     """2-D maps (PCA and t-SNE) of up to ``n`` embeddings, coloured by the classifier's label."""
     if "embed" not in cfg.annotate.tasks:
         return
-    vectors = _pinned(read_table(spark, cfg, EMBEDDINGS), "embed", cfg).where(F.col("vector").isNotNull())
-    label = _pinned(read_table(spark, cfg, LABELS), "classify", cfg).select("image_id", "label")
+    vectors = pinned(read_table(spark, cfg, EMBEDDINGS), "embed", cfg).where(F.col("vector").isNotNull())
+    label = pinned(read_table(spark, cfg, LABELS), "classify", cfg).select("image_id", "label")
     rows = vectors.select("image_id", "vector").join(label, "image_id", "left").orderBy("image_id").limit(n).collect()
     if len(rows) < 3:
         page.sections.append("<h2>Embedding map</h2><p>Too few embeddings for a map.</p>")
@@ -334,6 +282,8 @@ def write_report(spark: SparkSession, cfg: Config, out: Path, samples: int = 8, 
     groups_section(spark, cfg, page, groups)
     similar_section(spark, cfg, page, shown, similar)
     search_section(spark, cfg, page, shown, searches)
+    colour_section(spark, cfg, page)
+    unusual_section(spark, cfg, page)
     map_section(spark, cfg, page, map_points)
     (out / "index.html").write_text(page_html(cfg, page.sections))
     log.info("report: %d figures in %s", page.figures, out)

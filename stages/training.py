@@ -27,6 +27,8 @@ from lakelens.config import Config
 from lakelens.lake import lake_uri, read_table
 from lakelens.schemas import IMAGES
 from lakelens.spark import job_session
+from lakelens.tasks import COLOURISERS
+from models.autoencoder_training import evaluate_autoencoder, train_autoencoder
 from models.backbones import find_backbone
 from models.captioner_training import evaluate_captioner, train_captioner
 from models.colouriser_training import evaluate_colouriser, train_colouriser
@@ -52,11 +54,12 @@ from stages.training_rows import (
 )
 
 log = logging.getLogger("lakelens.train")
-COLOURISERS = ("colouriser_residual", "colouriser_hypercolumn")
-KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner", "text_image", *COLOURISERS)
+# Kinds that learn from the images alone: the image is its own target.
+SELF_SUPERVISED = (*COLOURISERS, "autoencoder")
+KINDS = ("classifier", "embedder", "detector", "segmenter", "captioner", "text_image", *SELF_SUPERVISED)
 # Input side in pixels unless --size says otherwise: the detector needs more for objects of a few pixels.
 DEFAULT_SIZE = {"classifier": 64, "embedder": 64, "detector": 96, "segmenter": 64, "captioner": 64, "text_image": 64,
-                **dict.fromkeys(COLOURISERS, 64)}  # fmt: skip
+                **dict.fromkeys(SELF_SUPERVISED, 64)}  # fmt: skip
 # Input side with a pretrained backbone: the 224 pixels of its ImageNet training (a multiple of its stride, 32).
 BACKBONE_SIZE = 224
 # Anchor sides (fractions of the image side) of a detector on a backbone, for photos' objects of every size.
@@ -72,7 +75,7 @@ DEFAULT_TARGET_COLUMN = {
     "segmenter": "mask",
     "captioner": "caption",
     "text_image": "caption",
-    **dict.fromkeys(COLOURISERS, "bytes"),  # self-supervised: the image is its own target
+    **dict.fromkeys(SELF_SUPERVISED, "bytes"),
 }
 # Kinds that learn from captions: one row per caption.
 CAPTION_KINDS = ("captioner", "text_image")
@@ -95,7 +98,7 @@ def training_targets(
     if kind == "segmenter":
         classes = given_classes.split(",") if given_classes else mask_classes(table)
         return {"mask": F.col(column)}, classes, False
-    if kind in COLOURISERS:
+    if kind in SELF_SUPERVISED:
         return {}, [], False
     return {"caption": F.col("caption")}, [], False
 
@@ -109,10 +112,12 @@ def make_model(
     vocabulary: Vocabulary | None,
     start: BackboneStart | None = None,
     image_start: ImageTowerStart | None = None,
+    noise: float = 0.0,
 ) -> tuple[nn.Module, dict]:
     """A model of ``kind`` and its architecture arguments (as the manifest records them): untrained, or with the
     layers of a pretrained backbone holding the weights of ``start``, or (text_image) an image tower holding those
-    of a registered embedder, ``image_start``, whose arguments it takes."""
+    of a registered embedder, ``image_start``, whose arguments it takes. ``noise``: the autoencoder's training
+    noise (its denoising variant)."""
     if kind == "classifier":
         arch_args = {"num_classes": len(classes), "in_channels": channels, "multi_label": multi_label}
     elif kind == "embedder":
@@ -124,6 +129,8 @@ def make_model(
                      "vocab_size": len(vocabulary) if vocabulary else 0}  # fmt: skip
     elif kind in COLOURISERS:
         arch_args = {}  # grey in, whatever the images' channels
+    elif kind == "autoencoder":
+        arch_args = {"code_dim": dim, "in_channels": channels, "noise": noise}
     else:
         arch_args = {"num_classes": len(classes), "in_channels": channels}
     if start is not None:
@@ -162,6 +169,7 @@ def trainer(
         "detector": (train_detector, evaluate_detector),
         "segmenter": (train_segmenter, evaluate_segmenter),
         **dict.fromkeys(COLOURISERS, (train_colouriser, evaluate_colouriser)),
+        "autoencoder": (train_autoencoder, evaluate_autoencoder),
     }[kind]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from datetime import date
 from pathlib import Path
 
@@ -10,13 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image, ImageOps
 from pyspark.sql import functions as F
 
 from lakelens.config import ANNOTATE_TASKS, Config, ModelsConfig
 from lakelens.lake import qualified, read_table
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import EMBEDDINGS, IMAGES, LABELS
+from lakelens.schemas import ANNOTATE_LEFT_OUT, COLOURISED, EMBEDDINGS, IMAGES, LABELS, RECONSTRUCTIONS
 from lakelens.tasks import TASKS
+from models.colour import rgb_to_lab
 from models.registry import RegistryError, install_bundled, load_model, save_model
 from stages.annotate import ModelFailedError, annotate, transform_pending_images
 from stages.ingest import ingest
@@ -50,23 +53,30 @@ def test_every_task_writes_one_row_per_image_and_a_rerun_adds_nothing(spark, sce
 
     first = annotate(spark, scene_lake, ANNOTATE_TASKS, embeddings_written)
     assert seen_then == [(9, 0)]  # the similar-image index may start; the other tables come after
-    assert [(c.task, c.annotated, c.good, c.errors, c.done_before) for c in first.tasks] == [
-        (task, 9, 8, 1, 0) for task in ANNOTATE_TASKS
+    # The scenes are in colour: colourise leaves them out (no row), and writes the broken file's error row.
+    expected = {task: (task, 9, 8, 1, 0, 0) for task in ANNOTATE_TASKS} | {"colourise": ("colourise", 1, 0, 1, 0, 8)}
+    assert [(c.task, c.annotated, c.good, c.errors, c.done_before, c.left_out) for c in first.tasks] == [
+        expected[task] for task in ANNOTATE_TASKS
     ]
-    assert (first.images, first.annotated, first.rows, first.errors) == (9, 9, 9 * len(TASKS), len(TASKS))
+    assert (first.images, first.annotated, first.rows, first.errors) == (9, 9, 9 * len(TASKS) - 8, len(TASKS))
+    assert dict(first.tasks[ANNOTATE_TASKS.index("colourise")].kinds) == {"grey": 0, "tinted": 0, "colour": 8}
     versions = {c.task: c.version for c in first.tasks}
     assert versions == {"classify": "v1", "detect": "v1", "segment": "v1", "caption": "v2", "embed": "v2",
-                        "search": "v1"}  # fmt: skip
+                        "search": "v1", "colourise": "v1", "autoencode": "v1"}  # fmt: skip
     for task in TASKS:
         rows = task_rows(spark, scene_lake, task)
-        assert rows.count() == 9, task
+        assert rows.count() == (1 if task == "colourise" else 9), task
         bad = rows.where(F.col("error").isNotNull()).first()
         assert bad["error"].startswith("ingest error: "), task
         assert (bad["model"], bad["model_version"]) == (scene_lake.annotate.models[task], versions[task])
+    codes = read_table(spark, scene_lake, EMBEDDINGS).where(F.col("model") == scene_lake.annotate.models["autoencode"])
+    assert codes.count() == 9  # the autoencoder's codes, for similar-image search
+    left = read_table(spark, scene_lake, ANNOTATE_LEFT_OUT).groupBy("task", "kind", "model").count().collect()
+    assert [tuple(r) for r in left] == [("colourise", "colour", "colouriser", 8)]
 
     again = annotate(spark, scene_lake, ANNOTATE_TASKS)
     assert (again.annotated, [(c.annotated, c.done_before) for c in again.tasks]) == (0, [(0, 9)] * len(ANNOTATE_TASKS))
-    assert all(task_rows(spark, scene_lake, t).count() == 9 for t in TASKS)
+    assert all(task_rows(spark, scene_lake, t).count() == (1 if t == "colourise" else 9) for t in TASKS)
 
     # What SQL users ask: the most confident images of a label, big segments, captions with a word.
     db = scene_lake.lake.database
@@ -181,3 +191,65 @@ def test_a_registered_model_with_an_unusable_manifest_is_refused_before_any_work
     with pytest.raises(RegistryError, match=r"model few: the manifest lists 6 classes but the classifier's head has 7"):
         annotate(spark, few, ["classify"])
     assert read_table(spark, few, LABELS).count() == 0
+
+
+def test_grey_and_tinted_images_are_coloured_colour_ones_left_out_and_every_image_reconstructed(
+    spark, cfg: Config, tmp_path: Path
+) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    y, x = np.mgrid[0:48, 0:64]
+    grey = Image.fromarray(((x * 3 + y * 2) % 256).astype(np.uint8), "L")
+    grey.save(folder / "grey.png")
+    ImageOps.colorize(grey, black=(40, 26, 13), white=(255, 240, 220)).save(folder / "sepia.jpg", quality=95)
+    two_hues = np.zeros((30, 40, 3), np.uint8)
+    two_hues[:, :20], two_hues[:, 20:] = (200, 30, 30), (30, 60, 200)
+    Image.fromarray(two_hues).save(folder / "red-blue.png")
+    Image.new("L", (1, 1), 90).save(folder / "pixel.png")
+    Image.new("RGB", (30, 20)).save(folder / "black.png")
+    (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    lake = dataclasses.replace(cfg, models=ModelsConfig(str(tmp_path / "models")))
+    install_bundled(lake.models.registry, names=["colouriser", "autoencoder"])
+    ingest(spark, lake, str(folder))
+
+    # Similar-image search on the codes: embed names the autoencoder too, and its vectors are written once.
+    models = {**lake.annotate.models, "embed": "autoencoder"}
+    lake = dataclasses.replace(lake, annotate=dataclasses.replace(lake.annotate, models=models))
+    first = annotate(spark, lake, ["colourise", "autoencode", "embed"])
+    colourise, autoencode = first.tasks
+    assert (colourise.annotated, colourise.good, colourise.errors, colourise.left_out) == (5, 4, 1, 1)
+    assert dict(colourise.kinds) == {"grey": 3, "tinted": 1, "colour": 1}
+    assert "left out 1 (colour: no row)" in first.summary() and "kinds: grey 3, tinted 1, colour 1" in first.summary()
+    assert (autoencode.annotated, autoencode.good, autoencode.errors) == (6, 5, 1)
+
+    uris = read_table(spark, lake, IMAGES).select("image_id", "uri", "width", "height")
+    coloured = {Path(r.uri).name: r for r in read_table(spark, lake, COLOURISED).join(uris, "image_id").collect()}
+    assert sorted(coloured) == ["black.png", "cut.png", "grey.png", "pixel.png", "sepia.jpg"]
+    assert coloured["cut.png"].png is None and coloured["cut.png"].error.startswith("ingest error: ")
+    assert {n: r.kind for n, r in coloured.items()} == {
+        "black.png": "grey", "cut.png": None, "grey.png": "grey", "pixel.png": "grey", "sepia.jpg": "tinted",
+    }  # fmt: skip
+    for name in ("grey.png", "pixel.png", "black.png", "sepia.jpg"):
+        row = coloured[name]
+        out = Image.open(io.BytesIO(row.png))
+        assert (out.mode, out.size) == ("RGB", (row.width, row.height)), name
+    kept = rgb_to_lab(torch.tensor(np.asarray(Image.open(io.BytesIO(coloured["grey.png"].png)))).permute(2, 0, 1)[None]
+                      / 255.0)[0, 0]  # fmt: skip
+    given = rgb_to_lab(torch.tensor(np.asarray(grey.convert("RGB"))).permute(2, 0, 1)[None] / 255.0)[0, 0]
+    assert (kept - given).abs().max() < 1.5  # the image's own lightness, to 8-bit rounding
+    left = read_table(spark, lake, ANNOTATE_LEFT_OUT).join(uris, "image_id").collect()
+    assert [(Path(r.uri).name, r.task, r.kind) for r in left] == [("red-blue.png", "colourise", "colour")]
+
+    reconstructed = read_table(spark, lake, RECONSTRUCTIONS).join(uris, "image_id").collect()
+    assert sorted(Path(r.uri).name for r in reconstructed) == sorted(p.name for p in folder.iterdir())
+    for row in reconstructed:
+        if row.error is None:
+            box = row.worst_region
+            assert 0 <= box.x0 < row.width and 0 <= box.y0 < row.height and box.w >= 1 and box.h >= 1
+            assert row.worst_error >= row.error_per_pixel >= 0
+    codes = read_table(spark, lake, EMBEDDINGS).where(F.col("model") == "autoencoder").collect()
+    assert len(codes) == 6 and all(abs(np.linalg.norm(r.vector) - 1) < 1e-4 for r in codes if r.error is None)
+
+    again = annotate(spark, lake, ["colourise", "autoencode", "embed"])
+    assert [(c.annotated, c.left_out, c.done_before) for c in again.tasks] == [(0, 0, 6), (0, 0, 6)]
+    assert read_table(spark, lake, COLOURISED).count() == 5 and read_table(spark, lake, ANNOTATE_LEFT_OUT).count() == 1

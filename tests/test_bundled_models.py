@@ -11,6 +11,7 @@ import torch
 
 from lakelens.scenes import SCENE_MASK_CLASSES, generate_scenes
 from models.bleu import corpus_bleu
+from models.colour import annealed_mean, colourfulness, lab_to_rgb, psnr, rgb_to_lab
 from models.data import Preprocessing, to_tensor_array
 from models.detection_metrics import mean_average_precision
 from models.masks import confusion_matrix, decode_mask, mean_iou
@@ -39,7 +40,8 @@ def load(name: str, scenes: tuple[Path, pd.DataFrame]) -> tuple[torch.nn.Module,
 
 
 def test_every_default_is_there_small_and_made_by_a_recorded_command() -> None:
-    assert model_names(BUNDLED) == sorted([*KINDS, "text-image"])  # the five kinds, and the search task's model
+    # The five kinds, the search task's model, and the image-to-image tasks' models.
+    assert model_names(BUNDLED) == sorted([*KINDS, "text-image", "colouriser", "autoencoder"])
     assert sum(f.stat().st_size for f in BUNDLED.rglob("*") if f.is_file()) < 20 * 2**20
     for name in KINDS:
         _, manifest = load_model(BUNDLED, name)  # the weights match their recorded SHA-256 and architecture
@@ -118,3 +120,33 @@ def test_the_text_image_model_finds_new_scenes_by_their_captions(scenes) -> None
     # A hit: one of a caption's three best scenes has its objects (its own scene, or one with the same objects).
     hits = [any(keys[j] == keys[i] for j in row) for i, row in enumerate(best.tolist())]
     assert sum(hits) / len(hits) >= 0.9
+
+
+def test_the_colouriser_colours_new_scenes_turned_grey_better_than_grey(scenes) -> None:
+    model, manifest, _ = load("colouriser", scenes)
+    assert manifest.architecture == "colouriser_residual" and manifest.command.startswith("python -m jobs.train")
+    folder, truth = scenes
+    side = Preprocessing.from_manifest(manifest.preprocessing).size
+    unit = Preprocessing(side, 3, (0.0,) * 3, (1.0,) * 3)  # RGB in [0, 1]
+    rgb = torch.from_numpy(np.stack([to_tensor_array((folder / f).read_bytes(), unit) for f in truth.file]))
+    lab = rgb_to_lab(rgb)
+    with torch.no_grad():
+        chroma = annealed_mean(model(lab[:, :1]))
+    coloured = lab_to_rgb(torch.cat([lab[:, :1], chroma], dim=1))
+    grey = lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(chroma)], dim=1))
+    assert psnr(coloured, rgb).mean() > psnr(grey, rgb).mean() + 1  # dB above the grey floor
+    assert colourfulness(coloured).mean() > 0.5 * colourfulness(rgb).mean()
+
+
+def test_the_autoencoder_gives_new_scenes_back_and_noise_worst(scenes) -> None:
+    model, manifest, pixels = load("autoencoder", scenes)
+    assert manifest.architecture == "autoencoder" and manifest.arch_args["code_dim"] == 64
+    prep = Preprocessing.from_manifest(manifest.preprocessing)
+    noise = (torch.rand(8, 3, prep.size, prep.size, generator=torch.Generator().manual_seed(0)) - 0.5) / 0.25
+    with torch.no_grad():
+        errors = [
+            ((model(x)["reconstruction"] - x) * prep.std[0]).pow(2).flatten(1).mean(dim=1) for x in (pixels, noise)
+        ]
+    scene_psnr = (10 * torch.log10(1 / errors[0])).mean()
+    assert scene_psnr > 20  # dB, pixels in [0, 1]
+    assert errors[0].max() < errors[1].min()  # every frame of noise is less like a scene than any scene

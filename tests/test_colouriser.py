@@ -11,6 +11,7 @@ from models.colour import (
     annealed_mean,
     bin_centres,
     colour_loss,
+    fit_to_gamut,
     grey_from_lightness,
     lab_to_rgb,
     nearest_bins,
@@ -74,6 +75,22 @@ def test_recombine_keeps_the_input_lightness_at_the_input_size() -> None:
     torch.testing.assert_close(rgb_to_lab(rgb)[:, :1], lightness, atol=0.05, rtol=0)
     grey = recombine(lightness, torch.zeros(1, 2, 8, 8))
     torch.testing.assert_close(grey[:, 0], grey[:, 1], atol=1e-5, rtol=0)
+
+
+def test_a_chroma_outside_the_gamut_is_toned_down_and_the_lightness_still_kept() -> None:
+    g = torch.Generator().manual_seed(2)
+    lightness = torch.rand(2, 1, 30, 40, generator=g) * 100  # from black to white, where little chroma fits
+    ab = (torch.rand(2, 2, 30, 40, generator=g) * 2 - 1) * 110  # the bins' whole range: mostly out of the gamut
+    fitted = fit_to_gamut(lightness, ab)
+    scale = fitted.norm(dim=1) / ab.norm(dim=1)
+    assert float(scale.min()) >= 0 and float(scale.max()) <= 1 + 1e-5 and float(scale.mean()) < 0.9
+    torch.testing.assert_close(fitted / scale.clamp(min=1e-6)[:, None], ab, atol=1e-3, rtol=1e-3)  # same hue
+    rgb = recombine(lightness, ab)
+    torch.testing.assert_close(rgb_to_lab(rgb)[:, :1], lightness, atol=0.1, rtol=0)
+    clipped = lab_to_rgb(torch.cat([lightness, ab], dim=1))  # what clipping the RGB instead does to the lightness
+    assert float((rgb_to_lab(clipped)[:, :1] - lightness).abs().max()) > 5
+    inside = torch.full((1, 2, 4, 4), 5.0)
+    assert torch.equal(fit_to_gamut(torch.full((1, 1, 4, 4), 50.0), inside), inside)  # in the gamut: untouched
 
 
 @pytest.mark.parametrize("architecture", [HypercolumnColouriser, ResidualColouriser])

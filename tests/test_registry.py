@@ -81,7 +81,7 @@ def test_unknown_architecture_is_refused(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('"architecture": "classifier"', '"architecture": "os.system"'))
     with pytest.raises(
         RegistryError,
-        match="unknown architecture 'os.system'; known: captioner, classifier, colouriser_hypercolumn, "
+        match="unknown architecture 'os.system'; known: autoencoder, captioner, classifier, colouriser_hypercolumn, "
         "colouriser_residual, detector, embedder, segmenter, text_image, and the pretrained backbones",
     ):
         load_model(tmp_path, "tiny")

@@ -107,7 +107,8 @@ def test_each_declared_task_s_predictor_fills_its_table_and_takes_its_options() 
     for name, task in TASKS.items():
         predictor = predictor_class(name)
         written_by_the_core = {"image_id", "error", "model", "model_version"}
-        assert set(predictor.outputs) == set(udf_schema(task.table).names) - written_by_the_core, name
+        columns = {c for table in task.tables for c in udf_schema(table).names}
+        assert set(predictor.outputs) == columns - written_by_the_core, name
         assert set(task.options) <= set(inspect.signature(predictor.configure).parameters), name
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,14 +109,23 @@ def make_tasks_udf(specs: Sequence[ModelUdfSpec]) -> Callable[[Iterator[pd.DataF
     return annotate
 
 
-def tasks_udf_schema(tables: Mapping[str, TableSpec]) -> StructType:
-    """The columns of :func:`make_tasks_udf` for tasks writing ``tables`` (task -> table): ``image_id``, then each
-    task's :func:`udf_schema` columns as ``<task>__<column>``, all nullable (null where a task did not run)."""
+def task_udf_fields(task: str) -> list[StructField]:
+    """The columns the task's predictor gives beside ``image_id``: those of each of its tables (its own first),
+    once each."""
+    fields: dict[str, StructField] = {}
+    for table in TASKS[task].tables:
+        for f in udf_schema(table).fields:
+            if f.name != "image_id":
+                fields.setdefault(f.name, f)
+    return list(fields.values())
+
+
+def tasks_udf_schema(tasks: Sequence[str]) -> StructType:
+    """The columns of :func:`make_tasks_udf` for ``tasks``: ``image_id``, then each task's
+    :func:`task_udf_fields` as ``<task>__<column>``, all nullable (null where a task did not run)."""
     fields = [StructField("image_id", StringType(), False)]
-    for task, table in tables.items():
-        fields += [
-            StructField(f"{task}__{f.name}", f.dataType, True) for f in udf_schema(table).fields if f.name != "image_id"
-        ]
+    for task in tasks:
+        fields += [StructField(f"{task}__{f.name}", f.dataType, True) for f in task_udf_fields(task)]
     return StructType(fields)
 
 

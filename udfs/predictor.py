@@ -220,8 +220,8 @@ def predict_tasks(
         task's rows are those :func:`predict_frames` gives for the same rows.
     """
     groups: dict[tuple, list[str]] = {}
-    for task, predictor in predictors.items():
-        groups.setdefault((predictor.prep, predictor.max_pixels), []).append(task)
+    for task, predictor in predictors.items():  # a predictor with its own prepare (colourise) is a group apart
+        groups.setdefault((type(predictor).prepare, predictor.prep, predictor.max_pixels), []).append(task)
     size = min(p.batch_size for p in predictors.values())
     with (
         ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="lakelens-decode") as decoders,
