@@ -23,6 +23,11 @@ GREY_CHROMA = 4.0
 # sepia versions (the usual sepia matrix, JPEG 85) 12-22 degrees, the colour photos themselves 23 and up (most
 # over 90); a photo of browns alone can pass for sepia.
 TINT_DEGREES = 20.0
+# A tint colours the whole tonal range: at least this share of the mid-tone pixels (luma 48 to 208) carries chroma.
+# A grey scene or photo with coloured objects of one hue (a red car on a grey street) has one hue too, but on some of
+# its pixels only, and is colour.
+TINT_SHARE = 0.5
+_MID_TONES = (48.0, 208.0)
 _SIDE = 256
 
 
@@ -36,10 +41,16 @@ def chroma(rgb: np.ndarray) -> np.ndarray:
 def colour_kind(rgb: np.ndarray) -> str:
     """ "grey", "tinted" or "colour" (:data:`KINDS`) of uint8 RGB [H, W, 3]."""
     step = max(1, -(-max(rgb.shape[:2]) // _SIDE))
-    ab = chroma(rgb[::step, ::step]).reshape(-1, 2)
-    if np.percentile(np.hypot(ab[:, 0], ab[:, 1]), 99) <= GREY_CHROMA:
+    small = rgb[::step, ::step]
+    ab = chroma(small).reshape(-1, 2)
+    strength = np.hypot(ab[:, 0], ab[:, 1])
+    if np.percentile(strength, 99) <= GREY_CHROMA:
         return "grey"
-    tinted = ab[np.hypot(ab[:, 0], ab[:, 1]) > 2 * GREY_CHROMA]
+    luma = (small.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).reshape(-1)
+    mid = (luma >= _MID_TONES[0]) & (luma <= _MID_TONES[1])
+    if mid.any() and (strength[mid] > GREY_CHROMA).mean() < TINT_SHARE:
+        return "colour"
+    tinted = ab[strength > 2 * GREY_CHROMA]
     if len(tinted) == 0:  # faint chroma only, above the grey bar in places
         return "tinted"
     hues = np.arctan2(tinted[:, 1], tinted[:, 0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -96,16 +97,25 @@ def test_demo_builds_a_queryable_lake_and_a_rerun_changes_nothing(tmp_path: Path
     assert f"report:       {lake}/report/index.html" in first.stdout and (lake / "report" / "index.html").is_file()
     for line in ("classify: classifier v1 -> labels", "detect: detector v1 -> detections", "segment: segmenter v1 ->",
                  "caption: captioner v2 -> captions", "embed: embedder v2 -> embeddings",
-                 "search: text-image v1 -> embeddings"):  # fmt: skip
+                 "search: text-image v1 -> embeddings",
+                 "autoencode: autoencoder v1 -> reconstructions + embeddings"):  # fmt: skip
         assert line in first.stdout
-    assert first.stdout.count("annotated 40 (good 40 + errors 0), already done 0") == 6  # conf/scenes.yaml's tasks
+    # The scenes are in colour, but a few have one hue throughout (tinted, as sepia is): those are coloured.
+    coloured = re.search(
+        r"colourise: colouriser v1 -> colourised: annotated (\d+) \(good \1 \+ errors 0\), already done 0, "
+        r"left out (\d+) \(colour: no row\); kinds: grey 0, tinted \1, colour \2",
+        first.stdout,
+    )
+    assert coloured and int(coloured[1]) + int(coloured[2]) == 40 and int(coloured[1]) < 8
+    # conf/scenes.yaml's tasks but colourise.
+    assert first.stdout.count("annotated 40 (good 40 + errors 0), already done 0") == 7
     assert "near-duplicates (minhash-" in first.stdout and "hashed 40 new of 40 images (0 error rows)" in first.stdout
     assert "similar (exact-" in first.stdout and "indexed 40 new of 40 embedded images" in first.stdout
 
     again = run("./build.sh", "demo", "--n", "40", "--lake", str(lake))
     assert again.returncode == 0, again.stderr
     assert "listed 40, unchanged 40, read 0 (good 0 + errors 0), new images 0" in again.stdout
-    assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 6
+    assert again.stdout.count("annotated 0 (good 0 + errors 0), already done 40") == 8
     assert "hashed 0 new of 40 images" in again.stdout and "indexed 0 new of 40 embedded images" in again.stdout
 
     counted = "SELECT count(*) AS n, count(DISTINCT uri) AS uris FROM images"

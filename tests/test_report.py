@@ -51,7 +51,7 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     page = write_report(spark, lake, tmp_path / "report", samples=4, groups=3, similar=2)
     text = page.read_text()
     for heading in ("Latest run", "Sample images", "Near-duplicate groups", "Most similar images", "Search by text",
-                    "Embedding map"):  # fmt: skip
+                    "Colourisation", "Most unusual images", "Embedding map"):  # fmt: skip
         assert f"<h2>{heading}</h2>" in text
     for stage in ("ingest", "annotate", "index:near_dup", "index:similar", "nightly"):
         assert f"<td>{stage}</td><td>done</td>" in text
@@ -67,9 +67,15 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     shown = sorted(i for i in samples if listed[i])[:2]
     assert shown
     # 4 samples x (boxes, mask) + 2 colour keys + group members + each shown image and its neighbours + 3 text
-    # queries x their 4 best images + the two maps (PCA, t-SNE).
+    # queries x their 4 best images + 6 colour scenes as grey, coloured and original (the scenes are all in colour:
+    # none of the lake's own is grey) + the 10 most unusual images and their reconstructions + the two maps.
     members = sum(min(6, s) for s in group_sizes if s > 1)
-    assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 2
+    assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 6 * 3 + 10 * 2 + 2
+    unusual = text.split("<h2>Most unusual images</h2>")[1].split("</section>")[0]
+    ranks = re.findall(r"<figcaption>#(\d+) [^<]*<br>error ([0-9.]+)</figcaption>", unusual)
+    assert [int(r) for r, _ in ranks] == list(range(1, 11))
+    errors = [float(e) for _, e in ranks]
+    assert errors == sorted(errors, reverse=True)
     # The text queries are the first sample images' captions, each with 4 images ranked by cosine, best first.
     searched = text.split("<h2>Search by text</h2>")[1].split("</section>")[0]
     captions = read_table(spark, lake, CAPTIONS).where(F.col("image_id").isin(samples)).orderBy("image_id").collect()

@@ -47,6 +47,13 @@ def test_sepia_is_tinted_and_colour_is_colour() -> None:
     assert colour_kind(np.asarray(scene())) == "colour"
 
 
+def test_a_grey_image_with_objects_of_one_colour_is_colour() -> None:
+    rgb = np.asarray(ImageOps.grayscale(scene()).convert("RGB")).copy()
+    rgb[10:40, 10:40] = (220, 30, 30)  # a red square and a darker red bar: one hue, on a fifth of the pixels
+    rgb[60:70, 10:80] = (150, 20, 20)
+    assert colour_kind(through(Image.fromarray(rgb), "PNG")) == "colour"
+
+
 def test_one_pixel_all_black_and_huge_images_are_judged() -> None:
     assert colour_kind(np.full((1, 1, 3), 128, np.uint8)) == "grey"
     assert colour_kind(np.zeros((40, 30, 3), np.uint8)) == "grey"
