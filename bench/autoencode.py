@@ -6,6 +6,10 @@
   UDF runs) for the normal images and for odd ones mixed among them: each ``--odd KIND=DIR`` folder, ``--blank N``
   frames of one flat colour, and ``--noise N`` frames of uniform noise. ROC AUC of the error ranking odd above
   normal, over all odd images and per kind (1.0: every odd image ranks before every normal one; 0.5: chance).
+  Ranked by ``error_per_pixel`` and by ``unusualness`` (the error over the square root of the image's own
+  complexity: a simple image is easy for any autoencoder, so its raw error is low however unlike the training
+  images it is; Serra et al. 2020 make the same correction to likelihoods). ``--sweep`` also ranks by the error over
+  the complexity to other powers (0: the raw error; 0.5: unusualness; 1: a plain ratio).
 - With ``--scenes`` (a ``jobs.synth`` folder): near-duplicate and same-content recall@1 of the codes, and of
   ``--embedder`` beside them (``bench.embedder_scenes``'s queries).
 """
@@ -65,8 +69,16 @@ def made_frames(kind: str, n: int, seed: int) -> list[bytes]:
 
 
 def scored(predictor: AutoencodePredictor, images: list[bytes]) -> pd.DataFrame:
-    frame = pd.DataFrame({"image_id": [str(i) for i in range(len(images))], "bytes": images})
-    return predict_frame(predictor, frame)
+    """The task's rows for ``images`` that it could read."""
+    frame = predict_frame(predictor, pd.DataFrame({"image_id": [str(i) for i in range(len(images))], "bytes": images}))
+    return frame[frame["error"].isna()]
+
+
+def by_power(rows: pd.DataFrame, power: float) -> np.ndarray:
+    """The error over (complexity + floor) ** power, the complexity read back from unusualness (its power 0.5)."""
+    error = rows["error_per_pixel"].to_numpy()
+    complexity = (error / rows["unusualness"].to_numpy()) ** 2
+    return error / complexity**power
 
 
 def code_recall(model: torch.nn.Module, prep: Preprocessing, scenes: Path, embedder: tuple | None) -> dict:
@@ -101,7 +113,7 @@ def code_recall(model: torch.nn.Module, prep: Preprocessing, scenes: Path, embed
         its_prep = Preprocessing.from_manifest(manifest.preprocessing)
         result["embedder"] = {
             "model": f"{manifest.name} {manifest.version}",
-            **recall(vectors_of(net, its_prep, False)),
+            **recall(vectors_of(net, its_prep)),
         }
     return result
 
@@ -115,6 +127,7 @@ def main() -> None:
     parser.add_argument("--blank", type=int, default=100, help="blank frames among the odd images")
     parser.add_argument("--noise", type=int, default=100, help="noise frames among the odd images")
     parser.add_argument("--limit", type=int, default=1000, help="images at most per folder")
+    parser.add_argument("--sweep", action="store_true", help="also rank by the error over other powers of complexity")
     parser.add_argument("--scenes", type=Path, help="a jobs.synth folder: recall@1 of the codes")
     parser.add_argument("--embedder", help="a registry embedder to compare the codes with (with --scenes)")
     args = parser.parse_args()
@@ -123,28 +136,34 @@ def main() -> None:
     started = time.perf_counter()
     normal = scored(predictor, files(args.normal, args.limit))
     seconds = time.perf_counter() - started
-    normal_errors = normal["error_per_pixel"].dropna().to_numpy()
-    odd: dict[str, np.ndarray] = {}
+    odd: dict[str, pd.DataFrame] = {}
     for spec in args.odd:
         kind, _, folder = spec.partition("=")
-        errors = scored(predictor, files(folder, args.limit))["error_per_pixel"].dropna().to_numpy()
-        odd[kind] = np.concatenate([odd.get(kind, np.empty(0)), errors])
+        odd[kind] = pd.concat([odd.get(kind), scored(predictor, files(folder, args.limit))])
     for kind, n in (("blank", args.blank), ("noise", args.noise)):
         if n:
-            odd[kind] = scored(predictor, made_frames(kind, n, seed=len(odd)))["error_per_pixel"].to_numpy()
-    every_odd = np.concatenate(list(odd.values())) if odd else np.empty(0)
+            odd[kind] = scored(predictor, made_frames(kind, n, seed=len(odd)))
+    powers = (0.0, 0.25, 0.5, 0.75, 1.0) if args.sweep else ()
+
+    def aucs(rows: pd.DataFrame) -> dict[str, float]:
+        found = {
+            f"auc_{s}": roc_auc(rows[s].to_numpy(), normal[s].to_numpy()) for s in ("error_per_pixel", "unusualness")
+        }
+        return found | {f"auc_power_{p}": roc_auc(by_power(rows, p), by_power(normal, p)) for p in powers}
+
+    errors = normal["error_per_pixel"].to_numpy()
     result = {
         "model": f"{manifest.name} {manifest.version}",
         "denoising_noise": manifest.arch_args.get("noise", 0.0),
-        "normal_images": len(normal_errors),
-        "normal_psnr": float(np.mean(10 * np.log10(1 / np.clip(normal_errors, 1e-10, None)))),
-        "normal_mean_error": float(normal_errors.mean()),
+        "normal_images": len(normal),
+        "normal_psnr": float(np.mean(10 * np.log10(1 / np.clip(errors, 1e-10, None)))),
+        "normal_mean_error": float(errors.mean()),
         "images_per_s": len(normal) / seconds,
         "odd": {
-            kind: {"images": len(e), "mean_error": float(e.mean()), "auc": roc_auc(e, normal_errors)}
-            for kind, e in odd.items()
+            kind: {"images": len(rows), "mean_error": float(rows["error_per_pixel"].mean()), **aucs(rows)}
+            for kind, rows in odd.items()
         },  # fmt: skip
-        "auc_all_odd": roc_auc(every_odd, normal_errors) if len(every_odd) else None,
+        "all_odd": aucs(pd.concat(list(odd.values()))) if odd else None,
     }
     if args.scenes:
         embedder = load_model(args.registry, args.embedder) if args.embedder else None

@@ -218,6 +218,9 @@ RECONSTRUCTIONS = _annotations(
     "Autoencoder output per image: how badly it reconstructs (odd images first) and where; its code is in embeddings.",
     [
         _f("error_per_pixel", FloatType()),  # mean squared error per pixel and channel, pixels in [0, 1]
+        # error_per_pixel / sqrt(coarse error + 0.001), coarse: of the image's 4 x 4 average: odd images first,
+        # simple ones (blank frames) too, which any autoencoder gives back well
+        _f("unusualness", FloatType()),
         _f("worst_region", _BOX),  # the cell of a 4 x 4 grid reconstructed worst, in the image's pixels
         _f("worst_error", FloatType()),  # that cell's error per pixel
         _f("reconstruction", BinaryType()),  # PNG of the reconstruction at the model's input size

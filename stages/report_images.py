@@ -3,8 +3,8 @@
 - Colourisation: the lake's grey and tinted images beside their ``colourised`` output; then a few of its colour
   images turned grey and coloured by the configured colouriser (run here, on the driver), beside the original, so a
   reader sees what the model gets right and wrong where the truth is known.
-- Unusual images: the images the autoencoder reconstructs worst (``reconstructions.error_per_pixel``), each with
-  its worst region boxed and its reconstruction.
+- Unusual images: the most unusual images by the autoencoder (``reconstructions.unusualness``: its error, corrected
+  for how simple the image is), each with its worst region boxed and its reconstruction.
 """
 
 from __future__ import annotations
@@ -91,26 +91,27 @@ def _colour_check(cfg: Config, page: Page, row) -> str:
 
 
 def unusual_section(spark: SparkSession, cfg: Config, page: Page, n: int = 10) -> None:
-    """The ``n`` images the autoencoder reconstructs worst, the worst region boxed, each beside its
-    reconstruction."""
+    """The ``n`` most unusual images, the worst reconstructed region boxed, each beside its reconstruction."""
     if "autoencode" not in cfg.annotate.tasks:
         return
     errors = pinned(read_table(spark, cfg, RECONSTRUCTIONS), "autoencode", cfg).where(F.col("error").isNull())
-    worst = errors.orderBy(F.desc("error_per_pixel"), "image_id").limit(n)
+    worst = errors.orderBy(F.desc("unusualness"), "image_id").limit(n)
     rows = worst.join(read_table(spark, cfg, IMAGES).select("image_id", "uri", "bytes"), "image_id")
     blocks = []
-    for rank, r in enumerate(sorted(rows.collect(), key=lambda r: (-r.error_per_pixel, r.image_id)), start=1):
+    for rank, r in enumerate(sorted(rows.collect(), key=lambda r: (-r.unusualness, r.image_id)), start=1):
         rgb = rgb_of(r.bytes, cfg)
         if rgb is None:
             continue
         box = {"label": "worst", "score": r.worst_error, **r.worst_region.asDict()}
         name = html.escape(file_name(r.uri))
+        said = f"unusualness {r.unusualness:.3f}, error {r.error_per_pixel:.4f}"
         blocks.append(
             f'<div class="row">'
-            f"{_figure(page, with_boxes(rgb, [box], THUMB), r.uri, f'#{rank} {name}<br>error {r.error_per_pixel:.4f}')}"
+            f"{_figure(page, with_boxes(rgb, [box], THUMB), r.uri, f'#{rank} {name}<br>{said}')}"
             f"{_figure(page, _png_image(r.reconstruction), f'{r.uri} reconstructed', 'reconstruction')}</div>"
         )
+    shown = "".join(blocks) or "<p>No reconstructions yet.</p>"
     page.sections.append(
-        f"<h2>Most unusual images</h2><p>The images the autoencoder gives back worst (mean squared error per pixel, "
-        f"pixels in [0, 1]), the worst region boxed:</p>{''.join(blocks) or '<p>No reconstructions yet.</p>'}"
+        f"<h2>Most unusual images</h2><p>The images the autoencoder gives back worst for how simple they are "
+        f"(unusualness; error: mean squared error per pixel, pixels in [0, 1]), the worst region boxed:</p>{shown}"
     )

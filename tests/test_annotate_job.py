@@ -246,7 +246,7 @@ def test_grey_and_tinted_images_are_coloured_colour_ones_left_out_and_every_imag
         if row.error is None:
             box = row.worst_region
             assert 0 <= box.x0 < row.width and 0 <= box.y0 < row.height and box.w >= 1 and box.h >= 1
-            assert row.worst_error >= row.error_per_pixel >= 0
+            assert row.worst_error >= row.error_per_pixel >= 0 and row.unusualness >= row.error_per_pixel
     codes = read_table(spark, lake, EMBEDDINGS).where(F.col("model") == "autoencoder").collect()
     assert len(codes) == 6 and all(abs(np.linalg.norm(r.vector) - 1) < 1e-4 for r in codes if r.error is None)
 

@@ -116,6 +116,10 @@ def test_the_predictor_ranks_an_odd_image_first_and_makes_rows_of_odd_inputs(mod
     assert good.index.tolist() == ["scene", "odd", "pixel", "black", "huge"]
     assert out.loc["broken", "error"] and out.loc["broken", "vector"] is None
     assert out.loc["odd", "error_per_pixel"] > 5 * out.loc["scene", "error_per_pixel"]
+    assert out.loc["odd", "unusualness"] > 5 * out.loc["scene", "unusualness"]
+    # The black frame is simple (its 4 x 4 average is itself): unusualness is its error over sqrt(0 + 0.001).
+    black = out.loc["black"]
+    assert black["unusualness"] == pytest.approx(black["error_per_pixel"] / 0.001**0.5, rel=1e-4)
     assert out.loc["odd", "worst_region"] == {"x0": 48, "y0": 0, "w": 16, "h": 12}
     for name, row in good.iterrows():
         assert abs(np.linalg.norm(row["vector"]) - 1) < 1e-5, name

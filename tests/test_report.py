@@ -72,7 +72,7 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     members = sum(min(6, s) for s in group_sizes if s > 1)
     assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 6 * 3 + 10 * 2 + 2
     unusual = text.split("<h2>Most unusual images</h2>")[1].split("</section>")[0]
-    ranks = re.findall(r"<figcaption>#(\d+) [^<]*<br>error ([0-9.]+)</figcaption>", unusual)
+    ranks = re.findall(r"<figcaption>#(\d+) [^<]*<br>unusualness ([0-9.]+), error [0-9.]+</figcaption>", unusual)
     assert [int(r) for r, _ in ranks] == list(range(1, 11))
     errors = [float(e) for _, e in ranks]
     assert errors == sorted(errors, reverse=True)
