@@ -1,10 +1,12 @@
 """The annotate stage: the registry's models over the lake's images (``jobs.annotate`` and the nightly job run it).
 
-Each task (classify, detect, segment, caption, embed) runs its model (``annotate.models``) over the ``images``
-that have no row from that model version yet, and appends one row per image to its table (labels, detections,
-segments, captions, embeddings): the outputs, or an ``error``. The tasks share one pass, a pandas UDF on the
-executors: each pending image is read and decoded once and goes through every model that has not seen it. A re-run
-adds nothing; a new model version annotates every image again, beside the old version's rows.
+Each task (``lakelens.tasks``) runs its model (``annotate.models``) over the ``images`` that model version has not
+seen yet, and appends one row per image to its table (labels, detections, segments, captions, embeddings, ...):
+the outputs, or an ``error``; a task that leaves images of a kind out (colourise: colour images) records them in
+``annotate_left_out`` instead, and a task with further tables (autoencode: its codes in ``embeddings``) writes each.
+The tasks share one pass, a pandas UDF on the executors: each pending image is read and decoded once and goes
+through every model that has not seen it. A re-run adds nothing; a new model version annotates every image again,
+beside the old version's rows.
 """
 
 from __future__ import annotations

@@ -8,13 +8,27 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from pyspark.sql import DataFrame
 
 from lakelens.config import Config, ModelsConfig, NightlyConfig, load_config
 from lakelens.lake import read_table
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import DUP_GROUPS, EMBEDDINGS, IMAGES, LABELS, NEAR_DUP_PAIRS, RUNS, SIGNATURES, SIMILAR
+from lakelens.schemas import (
+    ANNOTATE_LEFT_OUT,
+    COLOURISED,
+    DUP_GROUPS,
+    EMBEDDINGS,
+    IMAGES,
+    LABELS,
+    NEAR_DUP_PAIRS,
+    RECONSTRUCTIONS,
+    RUNS,
+    SIGNATURES,
+    SIMILAR,
+)
 from models.registry import RegistryError, install_bundled, model_names
 from stages import nightly as nightly_stage
 from stages.nightly import nightly, run_in_order, stages
@@ -125,6 +139,37 @@ def check_views(spark, cfg: Config) -> None:
         (label, rank, i, uris[i]) for label, scored in by_label.items()
         for rank, (_, i) in enumerate(sorted(scored)[:10], start=1)
     )  # fmt: skip
+
+
+def test_colourise_and_autoencode_run_each_night_on_the_new_images_only(spark, cfg: Config, tmp_path: Path) -> None:
+    lake = dataclasses.replace(
+        cfg,
+        models=ModelsConfig(str(tmp_path / "models")),
+        annotate=dataclasses.replace(cfg.annotate, tasks=("colourise", "autoencode")),
+        nightly=NightlyConfig(parallel_stages=1),
+    )
+    source = tmp_path / "archive"
+    source.mkdir()
+    y, x = np.mgrid[0:40, 0:60]
+    Image.fromarray(((x * 4 + y) % 256).astype(np.uint8), "L").save(source / "scan1.png")
+    Image.fromarray(((x + y * 5) % 256).astype(np.uint8), "L").convert("RGB").save(source / "scan2.jpg", quality=95)
+    two_hues = np.zeros((40, 60, 3), np.uint8)
+    two_hues[:, :30], two_hues[:, 30:] = (200, 40, 40), (40, 60, 210)
+    Image.fromarray(two_hues).save(source / "photo.png")
+
+    first, _ = nightly(spark, lake, str(source))  # the models come with lakelens: installed on the way
+    annotated = read_table(spark, lake, RUNS).where(f"run_id = '{first}' AND stage = 'annotate'").first()
+    assert (annotated.rows_in, annotated.rows_out) == (3, 2 + 3)  # 2 colourised rows, 3 reconstructions
+    assert "left out 1 (colour: no row); kinds: grey 2, tinted 0, colour 1" in annotated.message
+
+    Image.fromarray(((x * 2 + y * 3) % 256).astype(np.uint8), "L").save(source / "scan3.png")
+    second, _ = nightly(spark, lake, str(source))
+    annotated = read_table(spark, lake, RUNS).where(f"run_id = '{second}' AND stage = 'annotate'").first()
+    assert (annotated.rows_in, annotated.rows_out) == (1, 2)  # the new scan only, in both tables
+    assert "kinds: grey 1, tinted 0, colour 0" in annotated.message
+    counts = [read_table(spark, lake, t).count() for t in (COLOURISED, RECONSTRUCTIONS, ANNOTATE_LEFT_OUT)]
+    assert counts == [3, 4, 1]
+    assert read_table(spark, lake, EMBEDDINGS).where("model = 'autoencoder'").count() == 4
 
 
 def test_stages_follow_the_configured_tasks() -> None:

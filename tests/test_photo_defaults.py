@@ -15,7 +15,7 @@ from stages.annotate import checked_manifest, install_missing_models
 
 SCENE_MODELS = {
     "classify": "classifier", "detect": "detector", "segment": "segmenter", "caption": "captioner", "embed": "embedder",
-    "search": "text-image",
+    "search": "text-image", "colourise": "colouriser", "autoencode": "autoencoder",
 }  # fmt: skip
 
 
@@ -28,7 +28,7 @@ def test_base_runs_the_photo_models_and_scenes_yaml_the_scene_models() -> None:
     }
     assert photos.annotate.precision == "float32"
     scenes = load_config(SCENES)
-    assert scenes.annotate.tasks == ("classify", "detect", "segment", "caption", "embed", "search")
+    assert scenes.annotate.tasks == tuple(SCENE_MODELS)  # every task, each by its scene model
     assert dict(scenes.annotate.models) == SCENE_MODELS
 
 
