@@ -47,6 +47,14 @@ def test_sepia_is_tinted_and_colour_is_colour() -> None:
     assert colour_kind(np.asarray(scene())) == "colour"
 
 
+def test_sepia_with_clipped_highlights_is_tinted() -> None:
+    """The sepia matrix clips red first in the highlights, which turn yellow: the hue is judged in the mid tones."""
+    y, x = np.mgrid[0:96, 0:96]
+    grey = np.clip(x * 500 / 96 + y % 16, 0, 255)  # from black to white, half the image in the highlights
+    sepia = np.clip(grey[..., None] * np.array([1.351, 1.203, 0.937]), 0, 255).astype(np.uint8)  # the matrix on grey
+    assert colour_kind(through(Image.fromarray(sepia))) == "tinted"
+
+
 def test_a_grey_image_with_objects_of_one_colour_is_colour() -> None:
     rgb = np.asarray(ImageOps.grayscale(scene()).convert("RGB")).copy()
     rgb[10:40, 10:40] = (220, 30, 30)  # a red square and a darker red bar: one hue, on a fifth of the pixels
