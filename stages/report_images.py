@@ -58,7 +58,8 @@ def colour_section(spark: SparkSession, cfg: Config, page: Page, n: int = 6) -> 
     mine = "".join(blocks) or "<p>No grey or tinted images in the lake.</p>"
     colour = pinned(read_table(spark, cfg, ANNOTATE_LEFT_OUT), "colourise", cfg).where(F.col("task") == "colourise")
     originals = colour.select("image_id").join(images, "image_id").orderBy("image_id").limit(n).collect()
-    checks = "".join(_colour_check(cfg, page, r) for r in originals)
+    predictor = _colouriser(cfg) if originals else None
+    checks = "".join(_colour_check(cfg, page, predictor, r) for r in originals)
     page.sections.append(
         f"<h2>Colourisation</h2><p>The lake's grey and tinted images, coloured:</p>{mine}"
         f"<p>Colour images of the lake turned grey and coloured again, beside the original:</p>"
@@ -66,18 +67,22 @@ def colour_section(spark: SparkSession, cfg: Config, page: Page, n: int = 6) -> 
     )
 
 
-def _colour_check(cfg: Config, page: Page, row) -> str:
-    """A colour image of the lake as grey input, the configured colouriser's output, and the original."""
+def _colouriser(cfg: Config) -> ColourisePredictor:
+    """The configured colourise model's predictor on this machine's CPU, with the task's options."""
+    manifest = configured_manifest(cfg, "colourise")
+    model, _ = load_model(registry_root(cfg), manifest.name, manifest.version)
+    return ColourisePredictor(model, manifest, torch.device("cpu"), batch_size=1, max_pixels=cfg.ingest.max_pixels,
+                              **cfg.annotate.options["colourise"])  # fmt: skip
+
+
+def _colour_check(cfg: Config, page: Page, predictor: ColourisePredictor, row) -> str:
+    """A colour image of the lake as grey input, the colouriser's output, and the original."""
     rgb = rgb_of(row.bytes, cfg)
     if rgb is None:
         return ""
     grey = Image.fromarray(rgb).convert("L")
     buffer = io.BytesIO()
     grey.save(buffer, format="PNG")
-    manifest = configured_manifest(cfg, "colourise")
-    model, _ = load_model(registry_root(cfg), manifest.name, manifest.version)
-    predictor = ColourisePredictor(model, manifest, torch.device("cpu"), batch_size=1, max_pixels=cfg.ingest.max_pixels,
-                                   **cfg.annotate.options["colourise"])  # fmt: skip
     out = predict_frame(predictor, pd.DataFrame({"image_id": [row.image_id], "bytes": [buffer.getvalue()]}))
     if out["png"][0] is None:
         return ""

@@ -21,7 +21,7 @@ from lakelens.config import Config, ModelsConfig, load_config
 from lakelens.figures import class_colour
 from lakelens.lake import lake_uri, read_table
 from lakelens.scenes import generate_scenes
-from lakelens.schemas import CAPTIONS, DUP_GROUPS, IMAGES, SIMILAR
+from lakelens.schemas import ANNOTATE_LEFT_OUT, CAPTIONS, COLOURISED, DUP_GROUPS, IMAGES, SIMILAR
 from models.registry import BUNDLED, install_bundled
 from stages.nightly import nightly
 from stages.report import colour_key, page_html, write_report
@@ -67,10 +67,15 @@ def test_report_shows_every_section_and_loads_in_a_browser(spark, cfg: Config, t
     shown = sorted(i for i in samples if listed[i])[:2]
     assert shown
     # 4 samples x (boxes, mask) + 2 colour keys + group members + each shown image and its neighbours + 3 text
-    # queries x their 4 best images + 6 colour scenes as grey, coloured and original (the scenes are all in colour:
-    # none of the lake's own is grey) + the 10 most unusual images and their reconstructions + the two maps.
+    # queries x their 4 best images + up to 6 coloured images (a scene of one hue throughout is tinted) beside their
+    # colours + up to 6 colour scenes as grey, coloured and original + the 10 most unusual images and their
+    # reconstructions + the two maps.
     members = sum(min(6, s) for s in group_sizes if s > 1)
-    assert len(figures) == 4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 6 * 3 + 10 * 2 + 2
+    coloured = min(6, read_table(spark, lake, COLOURISED).where("error IS NULL").count())
+    left_out = min(6, read_table(spark, lake, ANNOTATE_LEFT_OUT).count())
+    assert left_out == 6  # the scenes are mostly in colour
+    assert len(figures) == (4 * 2 + 2 + members + sum(1 + listed[i] for i in shown) + 3 * 4 + 2 * coloured
+                            + 3 * left_out + 10 * 2 + 2)  # fmt: skip
     unusual = text.split("<h2>Most unusual images</h2>")[1].split("</section>")[0]
     ranks = re.findall(r"<figcaption>#(\d+) [^<]*<br>unusualness ([0-9.]+), error [0-9.]+</figcaption>", unusual)
     assert [int(r) for r, _ in ranks] == list(range(1, 11))
