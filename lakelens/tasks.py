@@ -28,6 +28,7 @@ from lakelens.schemas import (
     SEGMENTS,
     TableSpec,
 )
+from lakelens.tint import KINDS as COLOUR_KINDS
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ TASKS: dict[str, Task] = {
             "grey and tinted images in colour, at their size and with their own lightness; colour images left out",
             {"temperature": Option(0.38, positive, "annealed mean of the chroma bins: lower is more vivid, 1 the "
                                                    "plain mean")},
-            kinds=("grey", "tinted", "colour"), leaves_out=("colour",),
+            kinds=COLOUR_KINDS, leaves_out=("colour",),
         ),
         Task(
             "autoencode", RECONSTRUCTIONS, "udfs.autoencode:AutoencodePredictor", ("autoencoder",), "autoencoder",

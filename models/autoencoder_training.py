@@ -7,16 +7,12 @@ precision when present, the CPU otherwise; seeds fixed; one log line per epoch.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch.nn import functional as F
 
 from models.colour import psnr
 from models.data import NoTargets, Preprocessing, table_loader, to_unit_pixels
 from models.train_loop import TrainSettings, train_on_images
-
-log = logging.getLogger("lakelens.train")
 
 
 def train_autoencoder(

@@ -24,6 +24,7 @@ AB_BINS = len(_CENTRES) ** 2  # 23 x 23 = 529
 _RGB_TO_XYZ = torch.tensor(
     [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
 )
+_XYZ_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ)
 _WHITE = _RGB_TO_XYZ.sum(dim=1)  # D65 as the matrix has it: a grey has exactly no chroma
 _DELTA = 6 / 29
 
@@ -55,7 +56,7 @@ def _lab_to_linear(lab: torch.Tensor) -> torch.Tensor:
     fy = (lab[:, 0] + 16) / 116
     f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
     xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE.view(1, 3, 1, 1)
-    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_XYZ), xyz)
+    return torch.einsum("ij,njhw->nihw", _XYZ_TO_RGB, xyz)
 
 
 def _linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:

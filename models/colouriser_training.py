@@ -9,7 +9,6 @@ the CPU otherwise; seeds fixed; one log line per epoch.
 from __future__ import annotations
 
 import itertools
-import logging
 
 import torch
 
@@ -25,9 +24,8 @@ from models.colour import (
     rgb_to_lab,
 )
 from models.data import NoTargets, Preprocessing, table_loader
-from models.train_loop import TrainSettings, seed_everything, train_on_images
+from models.train_loop import TrainSettings, train_on_images
 
-log = logging.getLogger("lakelens.train")
 # Batches of the training snapshot whose chroma sets the bins' weights.
 COUNT_BATCHES = 20
 
@@ -53,7 +51,6 @@ def train_colouriser(
 ) -> list[dict[str, float]]:
     """Train in place on the images of the table at ``train_url`` at the input size ``prep.size``; returns per epoch
     {loss, rows, images_per_s}."""
-    seed_everything(settings.seed)
     model.weights.copy_(rebalancing_weights(chroma_counts(train_url, prep, settings.batch_size)))
 
     def loss_of(net: torch.nn.Module, rgb: torch.Tensor) -> torch.Tensor:

@@ -25,13 +25,9 @@ from lakelens.lake import read_table, registry_root
 from lakelens.schemas import ANNOTATE_LEFT_OUT, COLOURISED, IMAGES, RECONSTRUCTIONS
 from models.registry import load_model
 from stages.annotate import configured_manifest
-from stages.report_page import THUMB, Page, file_name, pinned, rgb_of
+from stages.report_page import THUMB, Page, captioned, file_name, pinned, rgb_of
 from udfs.colourise import ColourisePredictor
 from udfs.predictor import predict_frame
-
-
-def _figure(page: Page, image: Image.Image, alt: str, caption: str) -> str:
-    return f"<figure>{page.figure(image, alt)}<figcaption>{caption}</figcaption></figure>"
 
 
 def _png_image(data: bytes) -> Image.Image:
@@ -52,8 +48,8 @@ def colour_section(spark: SparkSession, cfg: Config, page: Page, n: int = 6) -> 
         if rgb is not None:
             name = html.escape(file_name(r.uri))
             blocks.append(
-                f'<div class="row">{_figure(page, thumbnail(rgb, THUMB)[0], r.uri, f"{name} ({r.kind})")}'
-                f"{_figure(page, _png_image(r.png), f'{r.uri} coloured', 'coloured')}</div>"
+                f'<div class="row">{captioned(page, thumbnail(rgb, THUMB)[0], r.uri, f"{name} ({r.kind})")}'
+                f"{captioned(page, _png_image(r.png), f'{r.uri} coloured', 'coloured')}</div>"
             )
     mine = "".join(blocks) or "<p>No grey or tinted images in the lake.</p>"
     colour = pinned(read_table(spark, cfg, ANNOTATE_LEFT_OUT), "colourise", cfg).where(F.col("task") == "colourise")
@@ -89,9 +85,9 @@ def _colour_check(cfg: Config, page: Page, predictor: ColourisePredictor, row) -
     name = html.escape(file_name(row.uri))
     shown = thumbnail(np.asarray(grey.convert("RGB")), THUMB)[0]
     return (
-        f'<div class="row">{_figure(page, shown, "grey", f"{name}: grey")}'
-        f"{_figure(page, _png_image(out['png'][0]), 'coloured', 'coloured')}"
-        f"{_figure(page, thumbnail(rgb, THUMB)[0], row.uri, 'original')}</div>"
+        f'<div class="row">{captioned(page, shown, "grey", f"{name}: grey")}'
+        f"{captioned(page, _png_image(out['png'][0]), 'coloured', 'coloured')}"
+        f"{captioned(page, thumbnail(rgb, THUMB)[0], row.uri, 'original')}</div>"
     )
 
 
@@ -112,8 +108,8 @@ def unusual_section(spark: SparkSession, cfg: Config, page: Page, n: int = 10) -
         said = f"unusualness {r.unusualness:.3f}, error {r.error_per_pixel:.4f}"
         blocks.append(
             f'<div class="row">'
-            f"{_figure(page, with_boxes(rgb, [box], THUMB), r.uri, f'#{rank} {name}<br>{said}')}"
-            f"{_figure(page, _png_image(r.reconstruction), f'{r.uri} reconstructed', 'reconstruction')}</div>"
+            f"{captioned(page, with_boxes(rgb, [box], THUMB), r.uri, f'#{rank} {name}<br>{said}')}"
+            f"{captioned(page, _png_image(r.reconstruction), f'{r.uri} reconstructed', 'reconstruction')}</div>"
         )
     shown = "".join(blocks) or "<p>No reconstructions yet.</p>"
     page.sections.append(

@@ -68,4 +68,9 @@ def thumb_figure(page: Page, cfg: Config, row, caption: str) -> str:
     rgb = rgb_of(row.bytes, cfg)
     if rgb is None:
         return ""
-    return f"<figure>{page.figure(thumbnail(rgb, THUMB)[0], row.uri)}<figcaption>{caption}</figcaption></figure>"
+    return captioned(page, thumbnail(rgb, THUMB)[0], row.uri, caption)
+
+
+def captioned(page: Page, image, alt: str, caption: str) -> str:
+    """``image`` written as the page's next figure, with ``caption`` (HTML) under it."""
+    return f"<figure>{page.figure(image, alt)}<figcaption>{caption}</figcaption></figure>"
